@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Prepare this machine to run the stack and its tests, from nothing but Debian and PyPI:
+# a Docker engine, a Python venv with Ansible and the test tools, the Debian base image
+# (no registry is reachable, so it is made with debootstrap) and the "server" image that
+# stands in for a fresh Debian 12 server. Safe to run again: every step checks first.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${VENV:-$ROOT/.venv}
+CACHE=$ROOT/.cache
+BASE_IMAGE=debian:bookworm-slim
+BASE_ARCHIVE=$CACHE/images/debian-bookworm-slim.tar
+SERVER_IMAGE=webstack-server:bookworm
+
+log() { printf '\n== %s\n' "$*"; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=()
+command -v dockerd >/dev/null || apt_packages+=(docker.io)
+command -v debootstrap >/dev/null || apt_packages+=(debootstrap)
+command -v socat >/dev/null || apt_packages+=(socat)
+command -v curl >/dev/null || apt_packages+=(curl)
+if ((${#apt_packages[@]})); then
+  log "Installing ${apt_packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${apt_packages[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "Starting the Docker engine"
+  # No systemd here: start dockerd ourselves and wait until it answers.
+  as_root bash -c 'setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &'
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null
+fi
+
+if [[ ! -x $VENV/bin/ansible-playbook ]] || \
+   ! cmp -s requirements.txt "$VENV/.requirements.txt"; then
+  log "Installing Python packages into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r requirements.txt
+  cp requirements.txt "$VENV/.requirements.txt"
+fi
+# Offline on purpose: the ansible package already bundles every collection we need.
+"$VENV/bin/ansible-galaxy" collection install -r requirements.yml >/dev/null
+
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  log "Making $BASE_IMAGE with debootstrap"
+  rootfs=$(mktemp -d)
+  as_root debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  as_root tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+  as_root rm -rf "$rootfs"
+  rm -f "$BASE_ARCHIVE"
+fi
+if [[ ! -s $BASE_ARCHIVE ]]; then
+  mkdir -p "$(dirname "$BASE_ARCHIVE")"
+  docker save -o "$BASE_ARCHIVE" "$BASE_IMAGE"
+fi
+
+if ! docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1 || [[ -n ${REBUILD_SERVER:-} ]]; then
+  log "Building the server image $SERVER_IMAGE"
+  docker build -q -t "$SERVER_IMAGE" images/server >/dev/null
+fi
+log "Ready"
