@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 
 from flask.testing import FlaskClient
+
 from webapp import create_app
 from webapp.counter import RedisCounter
 from webapp.settings import Settings

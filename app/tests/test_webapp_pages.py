@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import webapp
 from flask.testing import FlaskClient
+
+import webapp
 from webapp.greeting import GREETING
 
 

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from flask.testing import FlaskClient
+
 from webapp import routes
 
 

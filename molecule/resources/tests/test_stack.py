@@ -1,0 +1,124 @@
+"""What a user of site.yml gets: the stack serving through NGINX, every piece checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import (
+    STACK,
+    docker_inspect,
+    fetch,
+    haproxy_servers,
+    tcp_connects,
+    wait_for,
+)
+
+APP_DIR = Path(__file__).resolve().parents[3] / "app"
+SERVICES = ["nginx", "haproxy", "redis"]
+
+
+def app_containers(host) -> list[str]:  # type: ignore[no-untyped-def]
+    out = host.check_output(
+        f"docker ps --filter label=webstack.stack={STACK} --filter label=webstack.service=app"
+        " --format '{{.Names}}'"
+    )
+    return sorted(out.split())
+
+
+def test_docker_engine_is_active_and_enabled(host) -> None:  # type: ignore[no-untyped-def]
+    docker = host.service("docker")
+    assert docker.is_running
+    assert docker.is_enabled
+
+
+def test_every_service_runs_in_its_own_container(host) -> None:  # type: ignore[no-untyped-def]
+    for service in SERVICES:
+        state = docker_inspect(host, f"{STACK}-{service}")["State"]
+        assert state["Running"], service
+    apps = app_containers(host)
+    assert len(apps) == 2
+    for name in apps:
+        assert docker_inspect(host, name)["State"]["Health"]["Status"] == "healthy"
+
+
+def test_site_answers_through_nginx_from_outside() -> None:
+    answer = fetch("/")
+    assert answer.status == 200
+    assert answer.text == "Hello beautiful world!\n"
+    assert answer.headers["X-App-Version"]
+    # server_tokens off: no version in the Server header.
+    assert answer.headers["Server"] == "nginx"
+    for header in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert answer.headers[header], header
+
+
+def test_other_pages_and_https() -> None:
+    for path in ("/index", "/home"):
+        assert fetch(path).text == "Hello beautiful world!\n"
+    secure = fetch("/", https=True)
+    assert secure.status == 200
+    assert secure.text == "Hello beautiful world!\n"
+
+
+def test_static_file_is_served_by_nginx_itself() -> None:
+    answer = fetch("/static/style.css")
+    assert answer.status == 200
+    assert answer.body == (APP_DIR / "static" / "style.css").read_bytes()
+    # The app never sees it: its responses carry X-App-Version, NGINX's static files do not.
+    assert "X-App-Version" not in answer.headers
+    assert "max-age" in answer.headers["Cache-Control"]
+
+
+def test_responses_are_gzipped() -> None:
+    answer = fetch("/static/style.css", headers={"Accept-Encoding": "gzip"})
+    assert answer.headers["Content-Encoding"] == "gzip"
+
+
+def test_cacheable_responses_come_from_the_proxy_cache() -> None:
+    fetch("/about")
+    again = fetch("/about")
+    assert again.status == 200
+    assert again.headers["X-Cache-Status"] == "HIT"
+    assert fetch("/").headers["X-Cache-Status"] != "HIT"
+
+
+def test_haproxy_reports_every_replica_up_through_the_runtime_api(host) -> None:  # type: ignore[no-untyped-def]
+    servers = haproxy_servers(host)
+    assert len(servers) == len(app_containers(host)) == 2
+    assert {server["status"] for server in servers} == {"UP"}
+
+
+def test_runtime_api_socket_is_for_root_only(host) -> None:  # type: ignore[no-untyped-def]
+    socket_file = host.file("/opt/webstack/haproxy/run/admin.sock")
+    assert socket_file.is_socket
+    assert socket_file.mode == 0o660
+    assert socket_file.user == "root"
+    assert host.file("/opt/webstack/haproxy/run").mode == 0o750
+
+
+def test_only_nginx_publishes_ports(host) -> None:  # type: ignore[no-untyped-def]
+    for name in ["haproxy", "redis"]:
+        assert not docker_inspect(host, f"{STACK}-{name}")["HostConfig"]["PortBindings"], name
+    for name in app_containers(host):
+        assert not docker_inspect(host, name)["HostConfig"]["PortBindings"], name
+    internal = docker_inspect(host, f"{STACK}_internal")
+    assert internal["Internal"] is True
+
+
+def test_redis_and_haproxy_are_not_reachable_from_outside(host, server_address) -> None:  # type: ignore[no-untyped-def]
+    assert tcp_connects(server_address, 80)  # the check itself can connect
+    for port in (6379, 8080, 8404):
+        assert not tcp_connects(server_address, port), port
+        assert host.run(f"timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/{port}'").rc != 0, port
+
+
+def test_redis_requires_its_password(host) -> None:  # type: ignore[no-untyped-def]
+    answer = host.run(f"docker exec {STACK}-redis redis-cli ping")
+    assert "NOAUTH" in answer.stdout + answer.stderr
+
+
+def test_counter_survives_a_redis_restart(host) -> None:  # type: ignore[no-untyped-def]
+    before = wait_for(lambda: fetch("/counter").json()["visits"])
+    host.check_output(f"docker restart {STACK}-redis")
+    after = wait_for(lambda: fetch("/counter").json()["visits"])
+    assert after > before

@@ -1,0 +1,101 @@
+"""Bad input is refused before anything changes.
+
+Each case runs the real site.yml against a host whose SSH port is closed: validation runs
+without a connection, so a refusal shows up as a failed task with no change and no
+connection attempt. The control case proves the host would be contacted next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYBOOK_BIN = Path(sys.executable).parent / "ansible-playbook"
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    # Port 1 on loopback: nothing listens, so any real connection fails at once.
+    path.write_text(
+        "web:\n  hosts:\n    closed-server:\n"
+        "      ansible_host: 127.0.0.1\n      ansible_port: 1\n"
+        "      ansible_ssh_common_args: -o ConnectTimeout=3\n"
+    )
+    return path
+
+
+def run_playbook(
+    inventory: Path, extra_vars: dict[str, object], playbook: str = "site.yml"
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [str(PLAYBOOK_BIN), "-i", str(inventory), playbook, "-e", json.dumps(extra_vars)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def recap(output: str) -> dict[str, int]:
+    match = re.search(r"closed-server\s*:\s*(.*)", output.split("PLAY RECAP")[-1])
+    assert match, output
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -> None:
+    result = run_playbook(inventory, {})
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts["unreachable"] == 1, result.stdout
+    assert counts["failed"] == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ({"app_replicas": 0}, "app_replicas"),
+        ({"app_replicas": "two"}, "app_replicas"),
+        ({"haproxy_balance": "fastest"}, "haproxy_balance"),
+        ({"haproxy_balance": "roundrobin; stats enable"}, "haproxy_balance"),
+        ({"nginx_http_port": 70000}, "nginx_http_port"),
+        ({"nginx_https_port": 0}, "nginx_https_port"),
+        ({"app_port": 65536}, "app_port"),
+        ({"haproxy_port": -1}, "haproxy_port"),
+        ({"app_version": "bad/tag"}, "app_version"),
+        ({"app_version": "-leading-dash"}, "app_version"),
+        ({"redis_appendfsync": "sometimes"}, "redis_appendfsync"),
+        ({"docker_install_from": "snap"}, "docker_install_from"),
+        ({"webstack_name": "Has Spaces"}, "webstack_name"),
+        ({"nginx_tls_certificate": "/nonexistent/cert.pem"}, "nginx_tls_certificate"),
+        ({"docker_preload_images": ["/nonexistent/image.tar"]}, "docker_preload_images"),
+    ],
+)
+def test_bad_input_is_refused_before_any_change(
+    inventory: Path, extra_vars: dict[str, object], named: str
+) -> None:
+    result = run_playbook(inventory, extra_vars)
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts == {**counts, "failed": 1, "changed": 0, "unreachable": 0}, result.stdout
+    failure = result.stdout.split("fatal:", 1)[-1]
+    assert named in failure, result.stdout
+
+
+def test_app_source_without_dockerfile_is_refused(inventory: Path, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('no Dockerfile here')\n")
+    result = run_playbook(inventory, {"app_source": str(tmp_path)})
+    counts = recap(result.stdout)
+    assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
+    assert "app_source" in result.stdout.split("fatal:", 1)[-1]
+    assert "Dockerfile" in result.stdout
