@@ -86,6 +86,7 @@ class Config:
     counter_every: int
     timeout: float
     failure_pause: float
+    pace: float
 
 
 class Record(NamedTuple):
@@ -283,8 +284,7 @@ class _Worker:
                     conn = None
                     reason = "after_failure" if record.error else "connection_close"
                     self.reconnects[reason] += 1
-                if record.error:
-                    self._pause()
+                self._pause(self.config.failure_pause if record.error else self.config.pace)
         finally:
             if conn is not None:
                 conn.close()
@@ -297,13 +297,14 @@ class _Worker:
                 record, _ = self._exchange(conn, "/", headers)
             finally:
                 conn.close()
-            if record.error:
-                self._pause()
+            self._pause(self.config.failure_pause if record.error else self.config.pace)
 
-    def _pause(self) -> None:
-        # Without a pause a refused port burns the whole request budget in a blink and the
-        # timeline no longer shows how long the outage lasted.
-        self.shared.stop.wait(self.config.failure_pause)
+    def _pause(self, seconds: float) -> None:
+        # After a failure: without a pause a refused port burns the whole request budget in a
+        # blink and the timeline no longer shows how long the outage lasted. After a success:
+        # the pace leaves CPU to the deploy under test on a small machine.
+        if seconds > 0:
+            self.shared.stop.wait(seconds)
 
     def _exchange(
         self, conn: http.client.HTTPConnection, path: str, headers: dict[str, str]
@@ -401,6 +402,7 @@ def run(
     start_file: str | os.PathLike[str] | None = None,
     log_requests: bool = False,
     failure_pause: float = 0.05,
+    pace: float = 0.0,
 ) -> dict[str, Any]:
     """Run the load and return the result document (see the module docstring)."""
     config = Config(
@@ -416,6 +418,7 @@ def run(
         counter_every=_count("counter_every", counter_every, 0, 1_000_000),
         timeout=_finite("timeout", timeout, 0.0, 3600.0, low_open=True),
         failure_pause=_finite("failure_pause", failure_pause, 0.0, 10.0, low_open=False),
+        pace=_finite("pace", pace, 0.0, 10.0, low_open=False),
     )
     workers_total = sum(config.workers.values())
     if not 1 <= workers_total <= MAX_WORKERS:
@@ -788,6 +791,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="seconds a worker waits after a failed request",
     )
+    parser.add_argument(
+        "--pace",
+        type=_non_negative_float,
+        default=0.0,
+        help="seconds a worker waits after a successful request (0: as fast as it can)",
+    )
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--stop-file", help="stop early once this file exists")
     parser.add_argument(
@@ -818,6 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_file=args.start_file,
             log_requests=args.log_requests,
             failure_pause=args.failure_pause,
+            pace=args.pace,
         )
     except ProbeConfigError as exc:
         parser.error(str(exc))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import (
+import pytest
+from stackcheck import (
     STACK,
+    app_containers,
     docker_inspect,
     fetch,
     haproxy_servers,
@@ -13,16 +15,15 @@ from conftest import (
     wait_for,
 )
 
+
+@pytest.fixture(scope="module")
+def server_address(host) -> str:  # type: ignore[no-untyped-def]
+    """The server's own address as seen from the CI host (the test container's address)."""
+    return host.check_output("hostname -I").split()[0]
+
+
 APP_DIR = Path(__file__).resolve().parents[3] / "app"
 SERVICES = ["nginx", "haproxy", "redis"]
-
-
-def app_containers(host) -> list[str]:  # type: ignore[no-untyped-def]
-    out = host.check_output(
-        f"docker ps --filter label=webstack.stack={STACK} --filter label=webstack.service=app"
-        " --format '{{.Names}}'"
-    )
-    return sorted(out.split())
 
 
 def test_docker_engine_is_active_and_enabled(host) -> None:  # type: ignore[no-untyped-def]

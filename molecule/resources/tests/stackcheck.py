@@ -1,4 +1,4 @@
-"""Shared fixtures for the testinfra checks of a provisioned server."""
+"""Helpers shared by the testinfra checks of every scenario (imported as stackcheck)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,6 @@ def tcp_connects(address: str, port: int, timeout: float = 2) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server_address(host) -> str:  # type: ignore[no-untyped-def]
-    """The server's own address as seen from the CI host (the test container's address)."""
-    return host.check_output("hostname -I").split()[0]
-
-
 def docker_inspect(host, name: str) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(host.check_output(f"docker inspect {name}"))[0]
 
@@ -95,3 +89,11 @@ def haproxy_servers(host, backend: str = "app") -> list[dict[str, str]]:  # type
     )
     assert not result.get("failed"), result
     return result["servers"]
+
+
+def app_containers(host) -> list[str]:  # type: ignore[no-untyped-def]
+    out = host.check_output(
+        f"docker ps --filter label=webstack.stack={STACK} --filter label=webstack.service=app"
+        " --format '{{.Names}}'"
+    )
+    return sorted(out.split())
