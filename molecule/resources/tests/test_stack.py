@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,19 @@ from stackcheck import (
 
 @pytest.fixture(scope="module")
 def server_address(host) -> str:  # type: ignore[no-untyped-def]
-    """The server's own address as seen from the CI host (the test container's address)."""
-    return host.check_output("hostname -I").split()[0]
+    """The test server's address on this machine's Docker bridge, asked of the outer engine.
+
+    Never an address the server reports itself: those include its own bridges' gateways,
+    which this machine would route elsewhere.
+    """
+    name = host.backend.get_hostname()
+    address = subprocess.check_output(
+        ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name], text=True
+    ).strip()
+    bridge = json.loads(subprocess.check_output(["docker", "network", "inspect", "bridge"]))
+    subnet = ipaddress.ip_network(bridge[0]["IPAM"]["Config"][0]["Subnet"])
+    assert ipaddress.ip_address(address) in subnet, (address, subnet)
+    return address
 
 
 APP_DIR = Path(__file__).resolve().parents[3] / "app"
