@@ -219,7 +219,8 @@ def run_args(info: dict[str, Any], image: str) -> list[str]:
     return [*args, image]
 
 
-def naive_release(image: str) -> dict[str, float]:
+def naive_release(image: str, addresses: dict[str, list[str]]) -> dict[str, float]:
+    """Replace every app container in place; addresses gets each one's [old, new] address."""
     names = sorted(
         docker(
             "ps", "-a", "--filter", "label=webstack.service=app", "--format", "{{.Names}}"
@@ -230,6 +231,13 @@ def naive_release(image: str) -> dict[str, float]:
         docker("stop", name)  # SIGTERM, gunicorn drains, within the container's stop timeout
         docker("rm", name)
         docker("run", *run_args(info, image))
+        # Whether Docker hands the freed address to the new container decides whether the
+        # HAProxy that has not reloaded yet can still reach the replica.
+        new = json.loads(docker("inspect", name))[0]
+        addresses[name] = [
+            next(iter(item["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            for item in (info, new)
+        ]
     # The new containers have new addresses; HAProxy only learns them by starting again.
     docker("kill", "-s", "USR2", HAPROXY)
     return {}
@@ -478,8 +486,12 @@ def main() -> int:
         build_in_server(naive_source, naive_tag)
         naive_build = time.monotonic() - began
         print(f"naive: replacing the containers of {version} in place under load", flush=True)
-        result = measure(url, lambda: naive_release(f"{APP_IMAGE}:{naive_tag}"))
-        rows.append(figures("naive in place", naive_text, result) | {"build_seconds": naive_build})
+        addresses: dict[str, list[str]] = {}
+        result = measure(url, lambda: naive_release(f"{APP_IMAGE}:{naive_tag}", addresses))
+        rows.append(
+            figures("naive in place", naive_text, result)
+            | {"build_seconds": naive_build, "addresses_old_new": addresses}
+        )
 
         print("restoring the recorded release with site.yml (not timed)", flush=True)
         version = restore_after_naive()
@@ -520,6 +532,8 @@ def main() -> int:
     naive, deploy = rows
     marks = deploy["marks"]
     print(f"naive build before the timed part: {naive['build_seconds']:.1f} s")
+    kept = all(old == new for old, new in naive["addresses_old_new"].values())
+    print(f"naive: new containers got the old addresses: {kept} {naive['addresses_old_new']}")
     print(
         f"deploy.yml summary: done in {marks['summary_total']:.1f} s (prepare "
         f"{marks['summary_prepare']:.1f} s, switch {marks['summary_switch']:.1f} s, finish "

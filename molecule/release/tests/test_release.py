@@ -89,6 +89,11 @@ def load(tmp_path: Path) -> Iterator[dict]:
         stop.touch()
         probe.wait(timeout=LOAD_SECONDS + 60)
     holder.update(json.loads(out.read_text()))
+    # The figures of every run show in the verifier's output (molecule passes -s).
+    print(
+        f"load: {holder['requests']} requests ({holder['by_kind']}), {holder['failed']} failed,"
+        f" p50 {holder['latency']['p50']} ms, p99 {holder['latency']['p99']} ms"
+    )
 
 
 def offset_now(result: dict) -> float:
