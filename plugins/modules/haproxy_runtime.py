@@ -42,7 +42,8 @@ options:
       - V(present) adds the server with C(add server) if it is missing, then enables its
         health checks (when O(server_options) contains C(check)) and the server. A server
         that already exists at the same address is left as it is, except that a server in
-        maintenance is enabled. A server that exists at another address is an error.
+        maintenance is enabled. A server that exists at another address is moved to the
+        given one (C(set server ... addr)), keeping its name and state.
         A server found in drain is left in drain and not waited for; use V(ready) for it.
       - V(ready) sets the server's administrative state to ready.
       - V(drain) stops sending it new connections; established sessions go on.
@@ -574,11 +575,11 @@ class ServerController:
                 f"add server {self.ref} {address}:{port} {options}".rstrip(),
                 lambda reply: REPLY_ADDED in reply,
             )
-            changed = True
+            changed = enable = True
         else:
-            self._check_same_address(view, address, port)
-            changed = view.admin == "maint"
-        if changed:
+            enable = view.admin == "maint"
+            changed = self._move_if_elsewhere(view, address, port) or enable
+        if enable:
             if with_checks:
                 self.send(f"enable health {self.ref}")
             self.send(f"enable server {self.ref}")
@@ -586,15 +587,19 @@ class ServerController:
             self.wait_up()
         return changed
 
-    def _check_same_address(self, view: ServerView, address: str, port: int) -> None:
-        if _strip_brackets(address) in (view.address, view.fqdn) and view.port == str(port):
-            return
-        # A host name that did not resolve leaves srv_addr as "-".
-        existing = view.fqdn if view.address in ("", "-") else view.address
-        raise RuntimeAPIError(
-            f"server {self.ref} already exists at {existing}:{view.port}, not at "
-            f"{address}:{port}; remove it first (state=absent) or give the new one another name"
+    def _move_if_elsewhere(self, view: ServerView, address: str, port: int) -> bool:
+        """Point an existing server at address:port; True if it was elsewhere.
+
+        A container that restarts may come back with another address; the server keeps its
+        name and state and only its address changes.
+        """
+        if _strip_brackets(address) == view.address and view.port == str(port):
+            return False
+        self.send(
+            f"set server {self.ref} addr {address} port {port}",
+            lambda reply: "changed from" in reply or "no need to change" in reply,
         )
+        return True
 
     def ensure_admin(self, target: str, wait: bool) -> bool:
         changed = self.require().admin != target

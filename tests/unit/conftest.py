@@ -286,6 +286,11 @@ class FakeHAProxy:
         _, server, error = self._locate(words[2])
         if server is None:
             return error + "\n"
+        if words[3:4] == ["addr"] and len(words) >= 7 and words[5] == "port":
+            old, server.address, server.port = server.address, words[4], int(words[6])
+            if old == server.address:
+                return "no need to change the addr, no need to change the port\n\n"
+            return f"IP changed from '{old}' to '{server.address}', no need to change the port\n\n"
         if words[3:4] != ["state"] or len(words) < 5:
             return "'set server' only supports 'state' here.\n\n"
         target = words[4]

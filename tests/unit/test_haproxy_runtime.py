@@ -247,10 +247,15 @@ def test_present_leaves_a_drained_server_alone(hr: ModuleType, haproxy: FakeHAPr
     assert result["server"]["admin_state"] == "drain"
 
 
-def test_present_refuses_a_server_at_another_address(hr: ModuleType, haproxy: FakeHAProxy) -> None:
-    with pytest.raises(hr.RuntimeAPIError, match=r"app/web1 already exists at 10\.0\.0\.11:8000"):
-        hr.run(add_web2(haproxy, server="web1"))
-    assert haproxy.mutating() == []
+def test_present_moves_a_server_found_at_another_address(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    result = hr.run(add_web2(haproxy, server="web1"))
+
+    assert result["changed"] is True
+    assert haproxy.mutating() == ["set server app/web1 addr 10.0.0.12 port 8000"]
+    assert result["server"]["addr"] == "10.0.0.12:8000"
+    assert hr.run(add_web2(haproxy, server="web1"))["changed"] is False
 
 
 def test_present_fails_on_haproxys_refusal(hr: ModuleType, haproxy: FakeHAProxy) -> None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +103,104 @@ def app_containers(host) -> list[str]:  # type: ignore[no-untyped-def]
         " --format '{{.Names}}'"
     )
     return sorted(out.split())
+
+
+OLD_TEXT = "Hello beautiful world!"
+NEW_TEXT = "Hello beautiful changed world!"
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "tools"))
+import loadprobe  # noqa: E402
+
+# Bounds of every load run: it stops by itself even if a deploy hangs.
+LOAD_SECONDS = 300
+LOAD_MAX_REQUESTS = 60000
+
+
+def inventory() -> Path:
+    """The scenario's inventory directory (with its group_vars), set by molecule."""
+    return Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+
+def playbook(name: str, *extra: str) -> subprocess.Popen[str]:
+    """Start one of the project's playbooks against the scenario's server."""
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.Popen(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory()), name, *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+@contextmanager
+def load(tmp_path: Path) -> Iterator[dict]:
+    """Run the load probe around the block; the yielded dict gets the result at exit."""
+    out, start, stop = tmp_path / "load.json", tmp_path / "started", tmp_path / "stop"
+    probe = subprocess.Popen(
+        [
+            str(BIN / "python3"),
+            str(ROOT / "tools" / "loadprobe.py"),
+            f"--url=http://127.0.0.1:{HTTP_PORT}",
+            f"--seconds={LOAD_SECONDS}",
+            f"--max-requests={LOAD_MAX_REQUESTS}",
+            "--keepalive-workers=3",
+            "--fresh-workers=2",
+            "--slow-workers=2",
+            "--slow-seconds=3",
+            "--counter-every=10",
+            # Paced so the deploy under test still gets CPU on a two-core machine.
+            "--pace=0.02",
+            f"--out={out}",
+            f"--start-file={start}",
+            f"--stop-file={stop}",
+        ]
+    )
+    holder: dict = {}
+    try:
+        deadline = time.monotonic() + 60
+        while not start.exists():
+            assert probe.poll() is None, "the load probe stopped before the load flowed"
+            assert time.monotonic() < deadline, "the load never flowed"
+            time.sleep(0.2)
+        yield holder
+    finally:
+        # Slow requests keep going for a few seconds after the release, then the probe stops.
+        time.sleep(4)
+        stop.touch()
+        probe.wait(timeout=LOAD_SECONDS + 60)
+    holder.update(json.loads(out.read_text()))
+    # The figures of every run show in the verifier's output (molecule passes -s).
+    print(
+        f"load: {holder['requests']} requests ({holder['by_kind']}), {holder['failed']} failed,"
+        f" p50 {holder['latency']['p50']} ms, p99 {holder['latency']['p99']} ms"
+    )
+
+
+def offset_now(result: dict) -> float:
+    return time.time() - result["started_at"]
+
+
+def assert_no_failed_request(result: dict) -> None:
+    assert result["requests"] > 100, result["requests"]
+    assert result["by_kind"]["slow"]["requests"] > 0
+    assert result["failed"] == 0, result["failures"][:20]
+    assert loadprobe.counter_monotonic(result)
+
+
+def changed_app(destination: Path) -> Path:
+    """A copy of the sample app that answers NEW_TEXT: a real new release."""
+    shutil.copytree(
+        ROOT / "app", destination, ignore=shutil.ignore_patterns("tests", "__pycache__")
+    )
+    greeting = destination / "webapp" / "greeting.py"
+    greeting.write_text(greeting.read_text().replace(OLD_TEXT, NEW_TEXT))
+    return destination

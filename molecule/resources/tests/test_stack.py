@@ -103,12 +103,42 @@ def test_haproxy_reports_every_replica_up_through_the_runtime_api(host) -> None:
     assert {server["status"] for server in servers} == {"UP"}
 
 
-def test_runtime_api_socket_is_for_root_only(host) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_api_socket_is_for_haproxy_and_root_only(host) -> None:  # type: ignore[no-untyped-def]
     socket_file = host.file("/opt/webstack/haproxy/run/admin.sock")
     assert socket_file.is_socket
     assert socket_file.mode == 0o660
-    assert socket_file.user == "root"
-    assert host.file("/opt/webstack/haproxy/run").mode == 0o750
+    assert socket_file.uid == 10003
+    runtime_dir = host.file("/opt/webstack/haproxy/run")
+    assert runtime_dir.mode == 0o750 and runtime_dir.uid == 10003
+
+
+@pytest.mark.parametrize("service", ["nginx", "haproxy", "redis", "app"])
+def test_containers_are_confined(host, service) -> None:  # type: ignore[no-untyped-def]
+    names = app_containers(host) if service == "app" else [f"{STACK}-{service}"]
+    for name in names:
+        config = docker_inspect(host, name)
+        host_config = config["HostConfig"]
+        assert host_config["CapDrop"] == ["ALL"], name
+        assert "no-new-privileges:true" in host_config["SecurityOpt"], name
+        assert host_config["ReadonlyRootfs"] is True, name
+        assert host_config["Memory"] > 0, name
+        assert host_config["RestartPolicy"]["Name"] == "unless-stopped", name
+        if service == "nginx":
+            # Only what the master needs to bind 80/443 and switch its workers to www-data.
+            added = sorted(cap.removeprefix("CAP_") for cap in host_config["CapAdd"])
+            assert added == ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"], name
+        else:
+            assert not host_config["CapAdd"], name
+            assert config["Config"]["User"].split(":")[0] not in ("", "0", "root"), name
+
+
+def test_container_logs_are_rotated_and_the_engine_is_not_on_tcp(host, server_address) -> None:  # type: ignore[no-untyped-def]
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["log-driver"] == "json-file"
+    assert daemon["log-opts"]["max-size"] and daemon["log-opts"]["max-file"]
+    assert "hosts" not in daemon
+    for port in (2375, 2376):
+        assert not tcp_connects(server_address, port), port
 
 
 def test_only_nginx_publishes_ports(host) -> None:  # type: ignore[no-untyped-def]
