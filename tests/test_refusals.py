@@ -47,8 +47,8 @@ def run_playbook(
     )
 
 
-def recap(output: str) -> dict[str, int]:
-    match = re.search(r"closed-server\s*:\s*(.*)", output.split("PLAY RECAP")[-1])
+def recap(output: str, host: str = "closed-server") -> dict[str, int]:
+    match = re.search(rf"{host}\s*:\s*(.*)", output.split("PLAY RECAP")[-1])
     assert match, output
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
@@ -99,3 +99,22 @@ def test_app_source_without_dockerfile_is_refused(inventory: Path, tmp_path: Pat
     assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
     assert "app_source" in result.stdout.split("fatal:", 1)[-1]
     assert "Dockerfile" in result.stdout
+
+
+def test_deploy_to_a_server_never_provisioned_is_refused(tmp_path: Path) -> None:
+    # This machine stands in for a fresh server: no release and no Runtime API socket under
+    # tmp_path. The check only reads, so nothing here can change.
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "web:\n  hosts:\n    fresh-server:\n"
+        "      ansible_connection: local\n      ansible_become: false\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+        f"      webstack_base_dir: {tmp_path}/webstack\n"
+    )
+    result = run_playbook(inventory, {}, playbook="deploy.yml")
+    assert result.returncode != 0
+    counts = recap(result.stdout, host="fresh-server")
+    assert counts["failed"] == 1 and counts["changed"] == 0, result.stdout
+    assert "fresh-server was never provisioned" in result.stdout
+    assert "run site.yml against it first" in result.stdout
+    assert not (tmp_path / "webstack").exists()
