@@ -730,24 +730,24 @@ def summary(result: dict[str, Any]) -> str:
 # ---- command line ---------------------------------------------------------------------------
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw!r}")
-    return value
+def _float_arg(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite float, positive or (allow_zero) not negative."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            kind = "must not be negative" if allow_zero else "must be a positive number"
+            raise argparse.ArgumentTypeError(f"{kind}, got {raw!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {raw!r}")
-    return value
+_positive_float = _float_arg(allow_zero=False)
+_non_negative_float = _float_arg(allow_zero=True)
 
 
 def _non_negative_int(raw: str) -> int:

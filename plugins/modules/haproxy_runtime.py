@@ -419,21 +419,19 @@ class RuntimeClient:
 
     def show_stat(self, backend: str) -> list[dict[str, str]]:
         """The servers of a backend from `show stat BACKEND 4 -1` (4: server rows only)."""
-        command = f"show stat {backend} 4 -1"
-        reply = self.execute(command)
-        try:
-            return parse_stat_csv(reply)
-        except ValueError:
-            raise RuntimeAPIError(
-                f"HAProxy refused '{command}': {reply.strip()}", command=command, reply=reply
-            ) from None
+        return self._show(f"show stat {backend} 4 -1", parse_stat_csv)
 
     def show_servers_state(self, backend: str) -> list[dict[str, str]]:
         """The servers of a backend from `show servers state BACKEND`."""
-        command = f"show servers state {backend}"
+        return self._show(f"show servers state {backend}", parse_servers_state)
+
+    def _show(
+        self, command: str, parse: Callable[[str], list[dict[str, str]]]
+    ) -> list[dict[str, str]]:
+        # An unknown backend answers with a message instead of a table.
         reply = self.execute(command)
         try:
-            return parse_servers_state(reply)
+            return parse(reply)
         except ValueError:
             raise RuntimeAPIError(
                 f"HAProxy refused '{command}': {reply.strip()}", command=command, reply=reply
