@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,46 @@ def test_counter_survives_a_redis_restart(host) -> None:  # type: ignore[no-unty
     host.check_output(f"docker restart {STACK}-redis")
     after = wait_for(lambda: fetch("/counter").json()["visits"])
     assert after > before
+
+
+def test_no_hsts_for_a_self_signed_certificate() -> None:
+    assert "Strict-Transport-Security" not in fetch("/", https=True).headers
+
+
+def test_firewall_lets_in_only_ssh_and_the_web_ports(host, server_address) -> None:  # type: ignore[no-untyped-def]
+    assert host.service("webstack-firewall").is_enabled
+    rules = host.check_output("iptables -S WEBSTACK-INPUT").splitlines()
+    assert [rule for rule in rules if "--dport" in rule] == [
+        f"-A WEBSTACK-INPUT -p tcp -m tcp --dport {port} -j RETURN" for port in (22, 80, 443)
+    ]
+    assert rules[-1] == "-A WEBSTACK-INPUT -j DROP"
+    # A listener on the host and a port Docker publishes answer inside the server, and
+    # neither answers from outside: the firewall covers both paths.
+    image = "webstack/app:" + host.file("/opt/webstack/releases/current").content_string.strip()
+    host.check_output("setsid -f timeout 60 python3 -m http.server 9999 >/dev/null 2>&1")
+    host.check_output(
+        f"docker run -d --rm --name {STACK}-firewall-probe -p 9998:8000 --network {STACK}_edge"
+        f" --entrypoint python3 {image} -m http.server 8000"
+    )
+    try:
+        for port in (9999, 9998):
+            wait_for(
+                lambda port=port: (
+                    host.run(f"timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/{port}'").rc == 0
+                ),
+                timeout=30,
+            )
+            assert not tcp_connects(server_address, port), port
+        assert tcp_connects(server_address, 80)
+    finally:
+        host.run(f"docker rm -f {STACK}-firewall-probe")
+
+
+def test_rate_limit_answers_429_beyond_the_burst() -> None:
+    # The scenario sets nginx_rate_limit_per_second: 20 with a burst of 50.
+    statuses = [fetch("/healthz").status for _ in range(150)]
+    assert statuses.count(429) > 0, statuses
+    assert statuses.count(200) >= 50, statuses
+    assert set(statuses) == {200, 429}
+    # Let the bucket refill for whatever runs next.
+    time.sleep(4)
