@@ -79,6 +79,9 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({"webstack_name": "Has Spaces"}, "webstack_name"),
         ({"nginx_tls_certificate": "/nonexistent/cert.pem"}, "nginx_tls_certificate"),
         ({"docker_preload_images": ["/nonexistent/image.tar"]}, "docker_preload_images"),
+        ({"firewall_allowed_tcp_ports": [22, 70000]}, "firewall_allowed_tcp_ports"),
+        ({"nginx_rate_limit_per_second": -5}, "nginx_rate_limit_per_second"),
+        ({"app_keep_releases": 0}, "app_keep_releases"),
     ],
 )
 def test_bad_input_is_refused_before_any_change(
