@@ -123,6 +123,7 @@ def test_containers_are_confined(host, service) -> None:  # type: ignore[no-unty
         assert "no-new-privileges:true" in host_config["SecurityOpt"], name
         assert host_config["ReadonlyRootfs"] is True, name
         assert host_config["Memory"] > 0, name
+        assert host_config["NanoCpus"] > 0, name
         assert host_config["RestartPolicy"]["Name"] == "unless-stopped", name
         if service == "nginx":
             # Only what the master needs to bind 80/443 and switch its workers to www-data.
@@ -211,3 +212,15 @@ def test_rate_limit_answers_429_beyond_the_burst() -> None:
     assert set(statuses) == {200, 429}
     # Let the bucket refill for whatever runs next.
     time.sleep(4)
+
+
+def test_the_redis_password_is_in_no_container_environment(host) -> None:  # type: ignore[no-untyped-def]
+    config = host.file("/opt/webstack/redis/redis.conf")
+    assert config.mode == 0o400
+    lines = config.content_string.splitlines()
+    password = next(line.split()[1] for line in lines if line.startswith("requirepass"))
+    assert len(password) >= 16
+    for name in [f"{STACK}-{service}" for service in SERVICES] + app_containers(host):
+        assert password not in json.dumps(docker_inspect(host, name)), name
+    secret = host.file("/opt/webstack/secrets/app/redis_password")
+    assert secret.mode == 0o400 and secret.uid == 10001
