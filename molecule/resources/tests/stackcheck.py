@@ -46,10 +46,12 @@ def fetch(
     """GET through NGINX's port published on 127.0.0.1, as a visitor would."""
     scheme, port = ("https", HTTPS_PORT) if https else ("http", HTTP_PORT)
     request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", headers=headers or {})
-    context = ssl.create_default_context()
-    # The certificate is self-signed for the test server.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = None
+    if https:
+        context = ssl.create_default_context()
+        # The certificate is self-signed for the test server.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
             return Response(answer.status, answer.headers, answer.read())
