@@ -10,13 +10,31 @@ dropped anything. Exit code 0 whatever the traffic saw, 2 for invalid arguments.
 
 Worker kinds:
   keepalive  one persistent connection each, GET / (every --counter-every-th: GET /counter)
-  fresh      a new connection per request, GET /
-  slow       GET /slow?seconds=N back to back, so a slow request is always in flight
+  fresh      a new connection per request (Connection: close), GET /
+  slow       GET /slow?seconds=N back to back on a persistent connection, so a slow request
+             is always in flight
+  post       a new connection per request (Connection: close), POST /counter with a small
+             JSON body; off unless --post-workers is given
+
+Failed requests: a request counts as failed when it gets no complete 2xx answer: the
+connection is refused, reset or closed, the answer is cut short, it is not 2xx, a /counter
+answer is not JSON with an integer or null "visits", or it takes longer than --timeout.
+
+Retry on idle close (RFC 9112, section 9.3.1): a server may close an idle keep-alive
+connection at the very moment a request is sent on it. Like browsers and HTTP libraries, the
+probe then sends that request once more, on a new connection, but only when all of these
+hold: the method is GET or HEAD; the connection is reused (it already carried a complete
+exchange); and the server closed or reset it before a single byte of an answer arrived. The
+second attempt decides the outcome, and the request is recorded once, timed from its first
+attempt. Such retries are counted in "retried_on_idle_close", in total and per kind; they are
+not failures. A second failure, a failure on a new connection, a timeout, a failure after part
+of an answer arrived, any non-2xx status and any POST are failures and are never retried.
+A POST always goes out on a new connection, so it never meets a closing keep-alive connection.
 
 Safety: only 127.0.0.1, [::1] and localhost are accepted as targets, and the run ends by
 itself: workers start no request once --seconds have passed, none beyond --max-requests, or
-once --stop-file exists, and a request in flight is cut after --timeout, so a run lasts at
-most --seconds + --timeout (plus a poll interval).
+once --stop-file exists, and a request in flight is cut after --timeout (counted from its first
+attempt), so a run lasts at most --seconds + --timeout (plus a poll interval).
 """
 
 from __future__ import annotations
@@ -38,7 +56,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-KINDS = ("keepalive", "fresh", "slow")
+KINDS = ("keepalive", "fresh", "slow", "post")
+# Only these are sent again after an idle close (RFC 9110, section 9.2.2: idempotent methods).
+RETRY_METHODS = frozenset({"GET", "HEAD"})
+POST_PATH = "/counter"
+POST_BODY = b'{"source":"loadprobe"}'
 # localhost is pinned to 127.0.0.1 instead of being resolved: /etc/hosts or a resolver
 # could otherwise point it somewhere else, and the probe must never leave this machine.
 LOOPBACK_HOSTS = {"127.0.0.1": "127.0.0.1", "::1": "::1", "localhost": "127.0.0.1"}
@@ -61,6 +83,7 @@ REQUESTS_LOG_FIELDS = [
     "version",
     "visits",
     "error",
+    "retried",
 ]
 
 
@@ -98,6 +121,33 @@ class Record(NamedTuple):
     version: str | None
     visits: int | None
     error: str | None
+    # Sent a second time, on a new connection, after an idle close of a reused connection.
+    retried: bool
+
+
+class _Attempt(NamedTuple):
+    """One try at an exchange, on one connection."""
+
+    status: int | None
+    version: str | None
+    body: bytes
+    will_close: bool
+    error: str | None
+    # The connection was closed or reset before any byte of an answer arrived.
+    unanswered: bool
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTPConnection that knows how many complete exchanges it has carried."""
+
+    exchanges = 0
+    # The socket of the last connect. http.client lets go of it before the body of a
+    # Connection: close answer is read; the watchdog must still be able to cut that read.
+    opened: socket.socket | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.opened = self.sock
 
 
 def parse_target(url: str) -> Target:
@@ -206,6 +256,16 @@ def _peer_closed(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
+def _answer_begins(sock: socket.socket) -> bool:
+    """Wait for the first byte of the answer, without consuming it; False if the server closed.
+
+    Only this tells "closed before answering" (safe to send again) from "closed after part of
+    the answer": http.client cannot, since a reset may come after bytes it has buffered.
+    Raises like a read would: a timeout, or a reset before any byte arrived.
+    """
+    return bool(sock.recv(1, socket.MSG_PEEK))
+
+
 def _parse_counter(body: bytes) -> tuple[int | None, str | None]:
     try:
         data = json.loads(body)
@@ -231,7 +291,7 @@ class _Worker:
         self.flowed = False
         # Guards the in-flight fields below, shared with the watchdog in the main thread.
         self.lock = threading.Lock()
-        self.in_flight: http.client.HTTPConnection | None = None
+        self.in_flight: _Connection | None = None
         self.in_flight_since = 0.0
         self.watchdog_fired = False
         self.abandoned = False
@@ -244,7 +304,9 @@ class _Worker:
     def _main(self) -> None:
         try:
             if self.kind == "fresh":
-                self._run_fresh()
+                self._run_fresh("GET", "/", None, {})
+            elif self.kind == "post":
+                self._run_fresh("POST", POST_PATH, POST_BODY, {"Content-Type": "application/json"})
             elif self.kind == "slow":
                 path = f"/slow?seconds={self.config.slow_seconds:g}"
                 self._run_persistent(lambda _n: path)
@@ -257,16 +319,14 @@ class _Worker:
             self.crash = _describe(exc)
             self.shared.request_stop("worker-crash")
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> _Connection:
         # http.client rather than urllib: no proxy from the environment and no redirects,
         # so every request goes exactly to the checked loopback address.
         target = self.config.target
-        return http.client.HTTPConnection(
-            target.connect_host, target.port, timeout=self.config.timeout
-        )
+        return _Connection(target.connect_host, target.port, timeout=self.config.timeout)
 
     def _run_persistent(self, path_for: Callable[[int], str]) -> None:
-        conn: http.client.HTTPConnection | None = None
+        conn: _Connection | None = None
         sent = 0
         try:
             while self.shared.may_start():
@@ -278,7 +338,8 @@ class _Worker:
                     self.reconnects["idle_close"] += 1
                 if conn is None:
                     conn = self._connection()
-                record, reusable = self._exchange(conn, path, self.headers)
+                # A retry replaces the connection: the exchange hands back the one it ended on.
+                record, conn, reusable = self._exchange(conn, "GET", path, None, self.headers)
                 if not reusable:
                     conn.close()
                     conn = None
@@ -289,12 +350,15 @@ class _Worker:
             if conn is not None:
                 conn.close()
 
-    def _run_fresh(self) -> None:
-        headers = dict(self.headers, Connection="close")
+    def _run_fresh(
+        self, method: str, path: str, body: bytes | None, extra_headers: dict[str, str]
+    ) -> None:
+        headers = {**self.headers, **extra_headers, "Connection": "close"}
         while self.shared.may_start():
             conn = self._connection()
             try:
-                record, _ = self._exchange(conn, "/", headers)
+                # Never retried: a new connection has carried no exchange, so it is not reused.
+                record, conn, _ = self._exchange(conn, method, path, body, headers)
             finally:
                 conn.close()
             self._pause(self.config.failure_pause if record.error else self.config.pace)
@@ -306,33 +370,72 @@ class _Worker:
         if seconds > 0:
             self.shared.stop.wait(seconds)
 
+    def _attempt(
+        self,
+        conn: _Connection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> _Attempt:
+        status: int | None = None
+        version: str | None = None
+        payload = b""
+        will_close = True
+        answered = False
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            if conn.sock is not None:
+                answered = _answer_begins(conn.sock)
+            response = conn.getresponse()
+            status = response.status
+            version = response.getheader("X-App-Version")
+            payload = response.read()
+            will_close = bool(response.will_close)
+        except (OSError, http.client.HTTPException) as exc:
+            # RemoteDisconnected (EOF instead of a status line) is a ConnectionResetError too.
+            # A timeout is neither: the server may be working on the request.
+            unanswered = not answered and isinstance(exc, (ConnectionResetError, BrokenPipeError))
+            return _Attempt(status, None, b"", True, _describe(exc), unanswered)
+        return _Attempt(status, version, payload, will_close, None, False)
+
     def _exchange(
-        self, conn: http.client.HTTPConnection, path: str, headers: dict[str, str]
-    ) -> tuple[Record, bool]:
+        self,
+        conn: _Connection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[Record, _Connection, bool]:
+        """One request, sent again once after an idle close; returns the connection it used."""
         started = time.monotonic()
+        reused = conn.exchanges > 0 and conn.sock is not None
         with self.lock:
             self.in_flight = conn
             self.in_flight_since = started
             self.watchdog_fired = False
-        status: int | None = None
-        body = b""
-        version: str | None = None
-        will_close = True
-        error: str | None = None
+        retried = False
         try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            status = response.status
-            version = response.getheader("X-App-Version")
-            body = response.read()
-            will_close = bool(response.will_close)
-        except (OSError, http.client.HTTPException) as exc:
-            error = _describe(exc)
+            attempt = self._attempt(conn, method, path, body, headers)
+            if attempt.unanswered and reused and method in RETRY_METHODS:
+                fresh = self._connection()
+                with self.lock:
+                    # Closed under the lock: the watchdog may be cutting this very socket.
+                    conn.close()
+                    # A close made by the watchdog is a timeout, not an idle close. The retry
+                    # stays under the watchdog, timed from the first attempt.
+                    if not self.watchdog_fired:
+                        self.in_flight = fresh
+                        conn, retried = fresh, True
+                if retried:
+                    attempt = self._attempt(conn, method, path, body, headers)
         finally:
             with self.lock:
                 self.in_flight = None
                 fired = self.watchdog_fired
         duration = time.monotonic() - started
+        status, error = attempt.status, attempt.error
+        version = attempt.version
         if error is not None and fired:
             error = f"timeout: no complete response within {self.config.timeout:g}s"
         text: str | None = None
@@ -340,22 +443,26 @@ class _Worker:
         if error is None and not 200 <= (status or 0) < 300:
             error = f"HTTP {status}"
         elif error is None and path == "/":
-            text = self.shared.intern(body.decode("utf-8", "replace").strip()[:TEXT_LIMIT])
+            text = self.shared.intern(attempt.body.decode("utf-8", "replace").strip()[:TEXT_LIMIT])
         elif error is None and path == "/counter":
-            visits, error = _parse_counter(body)
+            visits, error = _parse_counter(attempt.body)
         if path != "/" or error is not None:
             version = None
         elif version is not None:
             version = self.shared.intern(version[:TEXT_LIMIT])
-        record = Record(started - self.t0, duration, status, path, text, version, visits, error)
+        record = Record(
+            started - self.t0, duration, status, path, text, version, visits, error, retried
+        )
         with self.lock:
             if not self.abandoned:
                 self.records.append(record)
-        if error is None and not self.flowed:
-            self.flowed = True
-            self.shared.mark_flowing()
+        if error is None:
+            conn.exchanges += 1
+            if not self.flowed:
+                self.flowed = True
+                self.shared.mark_flowing()
         # A failed exchange may leave unread bytes or a half-dead socket behind: start clean.
-        return record, error is None and not will_close
+        return record, conn, error is None and not attempt.will_close
 
     def watchdog(self, now: float) -> None:
         """Cut a request that has run past --timeout in total.
@@ -369,11 +476,15 @@ class _Worker:
                 return
             if now - self.in_flight_since < self.config.timeout:
                 return
+            # Under the lock, so the socket cannot be closed and replaced in between. While a
+            # (retry's) connection is still being opened there is no socket to cut yet: try
+            # again at the next poll rather than giving up on this request.
+            sock = conn.opened
+            if sock is None:
+                return
             self.watchdog_fired = True
-            # Under the lock, so the socket cannot be closed and replaced in between.
-            if conn.sock is not None:
-                with contextlib.suppress(OSError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def abandon(self) -> None:
         with self.lock:
@@ -395,6 +506,7 @@ def run(
     keepalive_workers: int = 4,
     fresh_workers: int = 2,
     slow_workers: int = 2,
+    post_workers: int = 0,
     slow_seconds: float = 3.0,
     counter_every: int = 20,
     timeout: float = 30.0,
@@ -413,6 +525,7 @@ def run(
             "keepalive": _count("keepalive_workers", keepalive_workers, 0, MAX_WORKERS),
             "fresh": _count("fresh_workers", fresh_workers, 0, MAX_WORKERS),
             "slow": _count("slow_workers", slow_workers, 0, MAX_WORKERS),
+            "post": _count("post_workers", post_workers, 0, MAX_WORKERS),
         },
         slow_seconds=_finite("slow_seconds", slow_seconds, 0.0, 3600.0, low_open=False),
         counter_every=_count("counter_every", counter_every, 0, 1_000_000),
@@ -509,7 +622,7 @@ def _build_result(
     abandoned: int,
     log_requests: bool,
 ) -> dict[str, Any]:
-    by_kind = {kind: {"requests": 0, "failed": 0} for kind in KINDS}
+    by_kind = {kind: {"requests": 0, "failed": 0, "retried_on_idle_close": 0} for kind in KINDS}
     failures: list[tuple[float, dict[str, Any]]] = []
     texts: list[list[Any]] = []
     counter: list[list[Any]] = []
@@ -535,6 +648,8 @@ def _build_result(
             bucket[0] += 1
             if worker.kind != "slow":
                 latencies.append(record.duration * 1000.0)
+            if record.retried:
+                stats["retried_on_idle_close"] += 1
             if record.error is not None:
                 stats["failed"] += 1
                 bucket[1] += 1
@@ -548,6 +663,7 @@ def _build_result(
                             "path": record.path,
                             "status": record.status,
                             "error": record.error,
+                            "retried": record.retried,
                         },
                     )
                 )
@@ -577,6 +693,7 @@ def _build_result(
                         record.version,
                         record.visits,
                         record.error,
+                        record.retried,
                     ]
                 )
         if run_last is not None and run_last is not run_first:
@@ -590,6 +707,7 @@ def _build_result(
     log.sort(key=lambda item: item[0])
     total = sum(stats["requests"] for stats in by_kind.values())
     failed = sum(stats["failed"] for stats in by_kind.values())
+    retried = sum(stats["retried_on_idle_close"] for stats in by_kind.values())
     last_second = max(buckets) if buckets else -1
     latency: dict[str, float | None] = {"p50": None, "p99": None, "max": None}
     if latencies:
@@ -605,6 +723,7 @@ def _build_result(
         "stopped_by": stopped_by,
         "requests": total,
         "failed": failed,
+        "retried_on_idle_close": retried,
         "failures": [item for _, item in failures[:MAX_FAILURES_KEPT]],
         "failures_truncated": failed > MAX_FAILURES_KEPT,
         "by_kind": by_kind,
@@ -716,6 +835,7 @@ def summary(result: dict[str, Any]) -> str:
     distinct = sorted({item[1] for item in result["texts"]})
     line = (
         f"loadprobe: {result['requests']} requests, {result['failed']} failed, "
+        f"{result['retried_on_idle_close']} retried on idle close, "
         f"{result['duration_seconds']:.1f} s, stopped by {result['stopped_by']}, "
         f"p50 {ms(latency['p50'])}, p99 {ms(latency['p99'])}, max {ms(latency['max'])}, "
         f"texts {json.dumps(distinct)}, "
@@ -774,6 +894,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh-workers", type=_non_negative_int, default=2)
     parser.add_argument("--slow-workers", type=_non_negative_int, default=2)
     parser.add_argument(
+        "--post-workers",
+        type=_non_negative_int,
+        default=0,
+        help=f"workers sending POST {POST_PATH}, each on a new connection",
+    )
+    parser.add_argument(
         "--slow-seconds", type=_non_negative_float, default=3.0, help="N in GET /slow?seconds=N"
     )
     parser.add_argument(
@@ -820,6 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keepalive_workers=args.keepalive_workers,
             fresh_workers=args.fresh_workers,
             slow_workers=args.slow_workers,
+            post_workers=args.post_workers,
             slow_seconds=args.slow_seconds,
             counter_every=args.counter_every,
             timeout=args.timeout,

@@ -18,6 +18,25 @@ def test_counter_increments(client: FlaskClient) -> None:
     assert first.headers["Cache-Control"] == "no-store"
 
 
+def test_counter_accepts_post_like_get(client: FlaskClient) -> None:
+    # One counter for both methods; the body (the load probe sends a small JSON) is ignored.
+    first = client.post("/counter", json={"source": "loadprobe"})
+    second = client.get("/counter")
+    third = client.post("/counter")
+    assert first.status_code == 200
+    assert first.get_json() == {"visits": 1}
+    assert second.get_json() == {"visits": 2}
+    assert third.get_json() == {"visits": 3}
+    assert first.headers["Cache-Control"] == "no-store"
+    assert client.put("/counter").status_code == 405
+
+
+def test_counter_post_degrades_when_backend_unavailable(broken_client: FlaskClient) -> None:
+    response = broken_client.post("/counter", json={"source": "loadprobe"})
+    assert response.status_code == 200
+    assert response.get_json() == {"visits": None, "error": "counter unavailable"}
+
+
 def test_counter_degrades_when_backend_unavailable(broken_client: FlaskClient) -> None:
     response = broken_client.get("/counter")
     assert response.status_code == 200

@@ -44,7 +44,9 @@ def version() -> Response:
     return response
 
 
-@bp.route("/counter")
+# POST too, with the same answer: the release tests send POST /counter on new connections,
+# a write that must survive a release like any GET.
+@bp.route("/counter", methods=["GET", "POST"])
 def counter() -> Response:
     backend: VisitCounter = current_app.config["COUNTER"]
     try:

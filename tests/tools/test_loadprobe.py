@@ -1,18 +1,22 @@
-"""tools/loadprobe.py against a real threaded HTTP server on 127.0.0.1.
+"""tools/loadprobe.py against real HTTP servers on 127.0.0.1.
 
-The server answers /, /slow and /counter like the sample app and can be told to fail the
-next GET / requests in a chosen way, so the probe's failure count can be checked exactly.
+The threaded server answers /, /slow and GET and POST /counter like the sample app and can be
+told to fail the next GET / or POST requests in a chosen way, so the probe's failure count can
+be checked exactly. The scripted server below it is raw sockets: its Nth connection does what
+the test says with each request (answer, close or reset without answering, hang, ...), which
+is what the retry on idle close is tested against.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,11 +40,20 @@ class Behaviour:
     always_503: bool = False
     # Faults for the next GET / requests, one each: "503", "partial" or "hangup".
     faults: list[str] = field(default_factory=list)
+    # Faults for the next POST requests, one each: "503", "not-json" or "no-visits".
+    post_faults: list[str] = field(default_factory=list)
+    # (path, Content-Type, Connection, body) of every POST, and the connection count.
+    posts: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
+    connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fault(self) -> str | None:
         with self.lock:
             return self.faults.pop(0) if self.faults else None
+
+    def next_post_fault(self) -> str | None:
+        with self.lock:
+            return self.post_faults.pop(0) if self.post_faults else None
 
     def switch(self, text: str, version: str) -> None:
         with self.lock:
@@ -61,6 +74,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     behaviour: Behaviour
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A late answer to a client that gave up (the probe's timeout) is no server error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -70,6 +88,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def handle(self) -> None:
+        with self.server.behaviour.lock:
+            self.server.behaviour.connections += 1
+        super().handle()
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -105,13 +128,36 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(min(seconds, 10.0))
             self._send(200, f"slept {seconds:g}".encode())
         elif url.path == "/counter":
-            visits = behaviour.count_visit()
-            payload: dict[str, Any] = {"visits": visits}
-            if visits is None:
-                payload["error"] = "counter unavailable"
-            self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+            self._counter()
         else:
             self._send(404, b"not found\n")
+
+    def _counter(self) -> None:
+        visits = self.server.behaviour.count_visit()
+        payload: dict[str, Any] = {"visits": visits}
+        if visits is None:
+            payload["error"] = "counter unavailable"
+        self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def do_POST(self) -> None:
+        behaviour = self.server.behaviour
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with behaviour.lock:
+            behaviour.posts.append(
+                (self.path, self.headers["Content-Type"], self.headers["Connection"], body)
+            )
+        if self.path != "/counter":
+            self._send(404, b"not found\n")
+            return
+        fault = behaviour.next_post_fault()
+        if fault == "503":
+            self._send(503, b"unavailable\n")
+        elif fault == "not-json":
+            self._send(200, b"<html>counter</html>")
+        elif fault == "no-visits":
+            self._send(200, b'{"hits": 3}', {"Content-Type": "application/json"})
+        else:
+            self._counter()
 
 
 @dataclass
@@ -144,6 +190,10 @@ def assert_consistent(result: dict[str, Any]) -> None:
     assert len(result["failures"]) == min(result["failed"], loadprobe.MAX_FAILURES_KEPT)
     assert result["worker_errors"] == []
     assert result["workers_abandoned"] == 0
+    assert result["retried_on_idle_close"] == sum(
+        stats["retried_on_idle_close"] for stats in by_kind.values()
+    )
+    assert set(by_kind) == set(loadprobe.KINDS)
 
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -220,6 +270,7 @@ def test_counts_injected_failures_exactly(server: Served) -> None:
         keepalive_workers=3,
         fresh_workers=2,
         slow_workers=1,
+        post_workers=1,
         slow_seconds=0.05,
         counter_every=5,
         timeout=5,
@@ -228,13 +279,18 @@ def test_counts_injected_failures_exactly(server: Served) -> None:
     assert_consistent(result)
     assert result["stopped_by"] == "max-requests"
     assert result["requests"] == 400
-    assert result["failed"] == 10
+    # A hangup on a reused keep-alive connection looks exactly like an idle close: that GET
+    # is sent once more instead of failing (and its retry may meet the next fault).
+    retried = result["retried_on_idle_close"]
+    assert retried == result["by_kind"]["keepalive"]["retried_on_idle_close"] <= 2
+    assert result["failed"] + retried == 10
     errors = [failure["error"] for failure in result["failures"]]
     assert errors.count("HTTP 503") == 5
     assert sum(error.startswith("IncompleteRead") for error in errors) == 3
-    assert sum(error.startswith("RemoteDisconnected") for error in errors) == 2
+    assert sum(error.startswith("RemoteDisconnected") for error in errors) == 2 - retried
     assert all(failure["path"] == "/" for failure in result["failures"])
     assert result["by_kind"]["slow"]["failed"] == 0
+    assert result["by_kind"]["post"]["failed"] == 0
     assert all(result["by_kind"][kind]["requests"] > 0 for kind in loadprobe.KINDS)
     # Each failed keep-alive exchange forces a new connection; a healthy one never does.
     assert (
@@ -262,6 +318,7 @@ def test_texts_counter_start_and_stop_files(server: Served, tmp_path: Path) -> N
             keepalive_workers=2,
             fresh_workers=1,
             slow_workers=1,
+            post_workers=1,
             slow_seconds=0.2,
             counter_every=3,
             timeout=5,
@@ -404,6 +461,454 @@ def test_refused_port_counts_failures_without_spinning() -> None:
     assert result["requests"] <= 30
 
 
+# ---- POST load ------------------------------------------------------------------------------
+
+
+def test_post_workers_post_counter_on_new_connections(server: Served) -> None:
+    result = loadprobe.run(
+        server.url,
+        seconds=10,
+        max_requests=40,
+        keepalive_workers=0,
+        fresh_workers=0,
+        slow_workers=0,
+        post_workers=2,
+        timeout=5,
+    )
+    assert_consistent(result)
+    assert result["stopped_by"] == "max-requests"
+    assert result["by_kind"]["post"] == {"requests": 40, "failed": 0, "retried_on_idle_close": 0}
+    assert result["config"]["workers"]["post"] == 2
+    # One connection per POST, each announcing its close, each with the same small JSON body.
+    assert server.behaviour.connections == 40
+    assert len(server.behaviour.posts) == 40
+    for path, content_type, connection, body in server.behaviour.posts:
+        assert (path, content_type, connection) == ("/counter", "application/json", "close")
+        assert json.loads(body) == {"source": "loadprobe"}
+    # Every answer is a counter sample, so counter_monotonic covers the POSTs.
+    assert sorted(item[1] for item in result["counter"]) == list(range(1, 41))
+    assert loadprobe.counter_monotonic(result, strict=True)
+    assert result["texts"] == []
+
+
+def test_post_answers_are_checked_like_get_counter(server: Served) -> None:
+    server.behaviour.post_faults = ["503", "not-json", "no-visits"]
+    server.behaviour.counter_degraded = True
+    result = loadprobe.run(
+        server.url,
+        seconds=10,
+        max_requests=5,
+        keepalive_workers=0,
+        fresh_workers=0,
+        slow_workers=0,
+        post_workers=1,
+        timeout=5,
+        failure_pause=0,
+    )
+    assert_consistent(result)
+    assert result["by_kind"]["post"]["failed"] == 3
+    assert [(f["kind"], f["path"], f["error"]) for f in result["failures"]] == [
+        ("post", "/counter", "HTTP 503"),
+        ("post", "/counter", "invalid counter JSON"),
+        ("post", "/counter", "counter JSON without an integer or null 'visits'"),
+    ]
+    # A degraded counter (visits null) is an answer, not a failure.
+    assert [item[1] for item in result["counter"]] == [None, None]
+
+
+# ---- retry on idle close (RFC 9112, section 9.3.1) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    connection: int
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class ScriptedServer:
+    """Raw HTTP/1.1 on 127.0.0.1; its Nth connection follows script[N], one step per request.
+
+    Steps (a connection whose steps are used up, or that has none, answers "ok"):
+      ok             answer 200 and keep the connection open
+      ok-close       answer 200 (keep-alive, as far as the client can tell), then close at once
+      close          read the request, close without a byte of an answer
+      close-late     read the request, wait 0.2 s, close without a byte of an answer
+      reset          read the request, reset the connection (RST) without a byte of an answer
+      503, 408       answer that status (408 with Connection: close, then close)
+      partial        answer 200 with a body cut short, then close
+      partial-reset  send part of the header block, wait, then reset
+      hang           read the request and never answer
+      trickle        answer 200 with Connection: close, then the body one byte every 50 ms
+    """
+
+    def __init__(self, script: list[list[str]]) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lock = threading.Lock()
+        self.seen: list[Seen] = []
+        self.connections = 0
+        self.visits = 0
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.acceptor = threading.Thread(target=self._accept)
+        self.acceptor.start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.acceptor.join()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with self.lock:
+                number = self.connections
+                self.connections += 1
+            steps = list(self.script[number]) if number < len(self.script) else []
+            thread = threading.Thread(target=self._serve, args=(sock, number, steps))
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, number: int, steps: list[str]) -> None:
+        sock.settimeout(None)
+        reader = sock.makefile("rb")
+        try:
+            while not self.stopping.is_set():
+                request = self._read(reader, number)
+                if request is None:
+                    return
+                step = steps.pop(0) if steps else "ok"
+                if step == "close-late":
+                    self.stopping.wait(0.2)
+                if step in ("close", "close-late"):
+                    return
+                if step == "reset":
+                    _linger_zero(sock)
+                    return
+                if step == "hang":
+                    self.stopping.wait()
+                    return
+                if step == "partial":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHel")
+                    return
+                if step == "trickle":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n")
+                    sock.sendall(b"Content-Length: 100\r\n\r\n")
+                    while not self.stopping.wait(0.05):
+                        sock.sendall(b"x")
+                    return
+                if step == "partial-reset":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+                    self.stopping.wait(0.2)
+                    _linger_zero(sock)
+                    return
+                sock.sendall(self._answer(step, request))
+                if step in ("ok-close", "408"):
+                    return
+        except OSError:
+            return
+        finally:
+            reader.close()
+            sock.close()
+
+    def _read(self, reader: Any, number: int) -> Seen | None:
+        line = reader.readline()
+        if not line:
+            return None
+        method, path, _ = line.decode("latin-1").split(" ", 2)
+        headers: dict[str, str] = {}
+        while (header := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = header.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        reader.read(int(headers.get("content-length", "0")))
+        seen = Seen(number, method, path, headers)
+        with self.lock:
+            self.seen.append(seen)
+        return seen
+
+    def _answer(self, step: str, request: Seen) -> bytes:
+        status = {"503": "503 Service Unavailable", "408": "408 Request Timeout"}.get(step)
+        extra = "Connection: close\r\n" if step == "408" else ""
+        if status is not None:
+            body = b"no\n"
+        elif request.path == "/counter":
+            with self.lock:
+                self.visits += 1
+                body = json.dumps({"visits": self.visits}).encode()
+        else:
+            body = b"v1\n"
+        head = (
+            f"HTTP/1.1 {status or '200 OK'}\r\nContent-Length: {len(body)}\r\n"
+            f"X-App-Version: 1\r\n{extra}\r\n"
+        )
+        return head.encode() + body
+
+
+def _linger_zero(sock: socket.socket) -> None:
+    """Make the close that follows a reset (RST) instead of an orderly close (FIN)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[list[str]]], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(script: list[list[str]]) -> ScriptedServer:
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for started in servers:
+        started.close()
+
+
+def one_worker(url: str, kind: str, max_requests: int, **settings: Any) -> dict[str, Any]:
+    """Run one worker of a kind for exactly max_requests requests; return the checked result."""
+    options: dict[str, Any] = {f"{name}_workers": int(name == kind) for name in loadprobe.KINDS}
+    options.update(counter_every=0, timeout=2, failure_pause=0, log_requests=True)
+    options.update(settings)
+    result = loadprobe.run(url, seconds=10, max_requests=max_requests, **options)
+    assert_consistent(result)
+    assert result["stopped_by"] == "max-requests"
+    assert result["requests"] == max_requests
+    return result
+
+
+def retried_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    fields = result["requests_log_fields"]
+    rows = [dict(zip(fields, row, strict=True)) for row in result["requests_log"]]
+    return [row for row in rows if row["retried"]]
+
+
+@pytest.mark.parametrize("step", ["close", "reset"])
+def test_idle_close_of_a_reused_connection_is_retried_once(
+    scripted: Callable[[list[list[str]]], ScriptedServer], step: str
+) -> None:
+    server = scripted([["ok", step]])
+    result = one_worker(server.url, "keepalive", 3)
+    assert result["failed"] == 0
+    assert result["retried_on_idle_close"] == 1
+    assert result["by_kind"]["keepalive"]["retried_on_idle_close"] == 1
+    # Sent twice, the second time on a new connection, which then stays in use.
+    assert [(seen.connection, seen.path) for seen in server.seen] == [
+        (0, "/"),
+        (0, "/"),
+        (1, "/"),
+        (1, "/"),
+    ]
+    assert result["reconnects"] == {"idle_close": 0, "connection_close": 0, "after_failure": 0}
+    [row] = retried_rows(result)
+    assert (row["status"], row["text"], row["error"]) == (200, "v1", None)
+    assert "1 retried on idle close" in loadprobe.summary(result)
+
+
+def test_retried_request_is_timed_from_its_first_attempt(
+    scripted: Callable[[list[list[str]]], ScriptedServer],
+) -> None:
+    server = scripted([["ok", "close-late"]])
+    result = one_worker(server.url, "keepalive", 2)
+    assert result["failed"] == 0
+    [row] = retried_rows(result)
+    assert row["duration"] >= 0.2
+    assert server.connections == 2
+
+
+def test_close_racing_the_request_is_retried(
+    scripted: Callable[[list[list[str]]], ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server closes the idle connection right after its answer. Normally the probe sees
+    # that before sending; here the check is blinded, as when the close crosses the request
+    # on the wire: the request then meets a closed connection (EOF, reset or broken pipe).
+    server = scripted([["ok-close"]])
+    monkeypatch.setattr(loadprobe, "_peer_closed", lambda sock: False)
+    result = one_worker(server.url, "keepalive", 2, pace=0.1)
+    assert result["failed"] == 0
+    assert result["retried_on_idle_close"] == 1
+    assert server.connections == 2
+
+
+def test_idle_close_seen_before_sending_is_no_retry(
+    scripted: Callable[[list[list[str]]], ScriptedServer],
+) -> None:
+    server = scripted([["ok-close"]])
+    result = one_worker(server.url, "keepalive", 2, pace=0.1)
+    assert result["failed"] == 0
+    assert result["retried_on_idle_close"] == 0
+    assert result["reconnects"]["idle_close"] == 1
+    assert [seen.connection for seen in server.seen] == [0, 1]
+
+
+@pytest.mark.parametrize("kind", ["keepalive", "fresh"])
+@pytest.mark.parametrize("step", ["close", "reset"])
+def test_close_on_a_new_connection_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer], kind: str, step: str
+) -> None:
+    server = scripted([[step]])
+    result = one_worker(server.url, kind, 2)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    [failure] = result["failures"]
+    assert failure["error"].startswith(("RemoteDisconnected", "ConnectionResetError"))
+    assert failure["retried"] is False
+    # The failed request was not sent again: the next connection carried the next request.
+    assert [seen.connection for seen in server.seen] == [0, 1]
+
+
+def test_failure_of_the_retry_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer],
+) -> None:
+    server = scripted([["ok", "close"], ["close"]])
+    result = one_worker(server.url, "keepalive", 2)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 1
+    [failure] = result["failures"]
+    assert failure["error"].startswith("RemoteDisconnected")
+    assert failure["retried"] is True
+    # Exactly one retry: the request went out twice, not three times.
+    assert [seen.connection for seen in server.seen] == [0, 0, 1]
+
+
+@pytest.mark.parametrize(("step", "error"), [("503", "HTTP 503"), ("408", "HTTP 408")])
+def test_error_status_on_a_reused_connection_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer], step: str, error: str
+) -> None:
+    server = scripted([["ok", step]])
+    result = one_worker(server.url, "keepalive", 2)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    assert [failure["error"] for failure in result["failures"]] == [error]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "error"), [("partial", "IncompleteRead"), ("partial-reset", "ConnectionResetError")]
+)
+def test_failure_after_part_of_the_answer_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer], step: str, error: str
+) -> None:
+    server = scripted([["ok", step]])
+    result = one_worker(server.url, "keepalive", 2)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    [failure] = result["failures"]
+    assert failure["error"].startswith(error)
+    assert server.connections == 1
+
+
+def test_socket_timeout_on_a_reused_connection_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer],
+) -> None:
+    server = scripted([["ok", "hang"]])
+    result = one_worker(server.url, "keepalive", 2, timeout=0.3)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    [failure] = result["failures"]
+    assert "timed out" in failure["error"] or "timeout" in failure["error"]
+    assert server.connections == 1
+
+
+def test_watchdog_timeout_on_a_reused_connection_is_a_failure(
+    scripted: Callable[[list[list[str]]], ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a long socket timeout only the watchdog can end the silent request. It does so by
+    # shutting the socket down, which http.client reports as a close without an answer on a
+    # reused connection: exactly what an idle close looks like, and still no retry.
+    def patient_connection(self: loadprobe._Worker) -> loadprobe._Connection:
+        target = self.config.target
+        return loadprobe._Connection(target.connect_host, target.port, timeout=10)
+
+    monkeypatch.setattr(loadprobe._Worker, "_connection", patient_connection)
+    server = scripted([["ok", "hang"]])
+    result = one_worker(server.url, "keepalive", 2, timeout=0.3)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    [failure] = result["failures"]
+    assert failure["error"] == "timeout: no complete response within 0.3s"
+    assert failure["duration"] < 0.3 + 0.2
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("kind", ["keepalive", "fresh", "post"])
+def test_watchdog_cuts_a_trickling_answer_on_any_connection(
+    scripted: Callable[[list[list[str]]], ScriptedServer], kind: str
+) -> None:
+    # http.client lets go of the socket of a Connection: close answer before reading its body;
+    # the watchdog must still end that read, or a trickle would hold the run for ever.
+    server = scripted([["trickle"]])
+    result = one_worker(server.url, kind, 1, timeout=0.3)
+    assert result["failed"] == 1
+    [failure] = result["failures"]
+    assert failure["error"] == "timeout: no complete response within 0.3s"
+    assert failure["duration"] < 0.3 + 0.2
+    assert result["retried_on_idle_close"] == 0
+
+
+@pytest.mark.parametrize("step", ["close", "reset"])
+def test_post_is_never_retried(
+    scripted: Callable[[list[list[str]]], ScriptedServer], step: str
+) -> None:
+    server = scripted([["ok"], [step], ["ok"]])
+    result = one_worker(server.url, "post", 3)
+    assert result["failed"] == 1
+    assert result["retried_on_idle_close"] == 0
+    [failure] = result["failures"]
+    assert (failure["kind"], failure["path"], failure["retried"]) == ("post", "/counter", False)
+    # One POST per connection, each sent once, each announcing the close.
+    assert [(seen.connection, seen.method) for seen in server.seen] == [
+        (0, "POST"),
+        (1, "POST"),
+        (2, "POST"),
+    ]
+    assert {seen.headers["connection"] for seen in server.seen} == {"close"}
+    assert [item[1] for item in result["counter"]] == [1, 2]
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("POST", False)])
+def test_only_idempotent_requests_are_retried(
+    scripted: Callable[[list[list[str]]], ScriptedServer], method: str, retried: bool
+) -> None:
+    # No worker sends a POST on a reused connection; this drives one worker by hand to show
+    # that even then a POST is never sent twice, while a GET in its place would be.
+    server = scripted([["ok", "close"]])
+    config = loadprobe.Config(
+        target=loadprobe.parse_target(server.url),
+        seconds=10,
+        max_requests=10,
+        workers={kind: int(kind == "post") for kind in loadprobe.KINDS},
+        slow_seconds=0,
+        counter_every=0,
+        timeout=2,
+        failure_pause=0,
+        pace=0,
+    )
+    t0 = time.monotonic()
+    worker = loadprobe._Worker("post", 0, config, loadprobe._Shared(10, t0 + 10, 1), t0)
+    body = loadprobe.POST_BODY if method == "POST" else None
+    conn = worker._connection()
+    try:
+        first, conn, reusable = worker._exchange(conn, method, "/counter", body, worker.headers)
+        assert (first.error, reusable) == (None, True)
+        second, conn, _ = worker._exchange(conn, method, "/counter", body, worker.headers)
+    finally:
+        conn.close()
+    assert second.retried is retried
+    assert (second.error is None) is retried
+    assert [(seen.connection, seen.method) for seen in server.seen] == [
+        (0, method),
+        (0, method),
+        *([(1, method)] if retried else []),
+    ]
+
+
 # ---- command line ---------------------------------------------------------------------------
 
 
@@ -425,6 +930,8 @@ def test_cli_writes_result_and_summary(server: Served, tmp_path: Path) -> None:
             "1",
             "--slow-workers",
             "1",
+            "--post-workers",
+            "1",
             "--slow-seconds",
             "0.05",
             "--counter-every",
@@ -441,7 +948,7 @@ def test_cli_writes_result_and_summary(server: Served, tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith("loadprobe: 200 requests, 0 failed, ")
+    assert completed.stdout.startswith("loadprobe: 200 requests, 0 failed, 0 retried on idle")
     assert completed.stdout.count("\n") == 1
     result = json.loads(out.read_text())
     assert_consistent(result)
@@ -454,6 +961,8 @@ def test_cli_writes_result_and_summary(server: Served, tmp_path: Path) -> None:
     assert {row["kind"] for row in rows} == set(loadprobe.KINDS)
     assert {row["text"] for row in rows if row["path"] == "/"} == {"v1"}
     assert all(row["status"] == 200 and row["error"] is None for row in rows)
+    assert not any(row["retried"] for row in rows)
+    assert result["config"]["workers"]["post"] == 1
 
 
 @pytest.mark.parametrize("url", ["http://10.1.2.3", "http://example.com:80"])
