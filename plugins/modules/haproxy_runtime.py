@@ -267,8 +267,6 @@ from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 # Fields of `show stat` worth returning; the full row has over a hundred.
 STAT_FIELDS = (
     "pxname",
@@ -574,6 +572,9 @@ class ServerController:
                 lambda reply: REPLY_ADDED in reply,
             )
             changed = enable = True
+        elif view.address in ("", "-"):
+            self._add_again(view, address, port, options)
+            changed = enable = True
         else:
             enable = view.admin == "maint"
             changed = self._move_if_elsewhere(view, address, port) or enable
@@ -584,6 +585,22 @@ class ServerController:
         if wait and not self.check_mode and self.require().admin != "drain":
             self.wait_up()
         return changed
+
+    def _add_again(self, view: ServerView, address: str, port: int, options: str) -> None:
+        """Give an address to a server that has none: delete it and add it again.
+
+        A server whose name did not resolve when HAProxy started (init-addr none) sits in
+        maintenance with no address, and HAProxy 2.6 refuses `set server ... addr` for it
+        ("only supported through configuration file"). It comes back as a dynamic server in
+        maintenance, with the backend's health check; the caller enables it.
+        """
+        if view.admin != "maint":
+            self.send(f"set server {self.ref} state maint")
+        self.delete()
+        self.send(
+            f"add server {self.ref} {address}:{port} {options}".rstrip(),
+            lambda reply: REPLY_ADDED in reply,
+        )
 
     def _move_if_elsewhere(self, view: ServerView, address: str, port: int) -> bool:
         """Point an existing server at address:port; True if it was elsewhere.
@@ -719,6 +736,10 @@ def run(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Imported here, not at the top: the healer (roles/healer) imports this file on a server
+    # that has no Ansible, to reuse the Runtime API client.
+    from ansible.module_utils.basic import AnsibleModule
+
     module = AnsibleModule(
         argument_spec={
             "socket": {"type": "path", "required": True},

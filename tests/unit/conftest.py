@@ -47,6 +47,7 @@ SERVERS_STATE_HEADER = (
 
 FMAINT = 0x01
 FDRAIN = 0x08
+RMAINT = 0x20
 
 # Replies copied from HAProxy 2.6.12.
 ADDED = "New server registered.\n\n"
@@ -62,6 +63,9 @@ STATIC_BACKEND = "Backend must use a dynamic load balancing to support dynamic s
 NO_CHECK = "Health check was not configured on this server, cannot enable.\n\n"
 BAD_STATE = "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n"
 DONE = "\n"
+UNRESOLVED_ADDR = (
+    "Update for the current server address family is only supported through configuration file.\n\n"
+)
 
 
 @dataclass
@@ -239,7 +243,8 @@ class FakeHAProxy:
         backend, server, error = self._locate(words[2])
         if backend is None or server is None:
             return error
-        if not server.admin & FMAINT:
+        # Any maintenance will do, the one of a name that did not resolve at start included.
+        if not server.admin & (FMAINT | RMAINT):
             return NOT_IN_MAINT
         if server.refuse_deletes or server.scur() or server.queued:
             server.refuse_deletes = max(server.refuse_deletes - 1, 0)
@@ -287,6 +292,11 @@ class FakeHAProxy:
         if server is None:
             return error + "\n"
         if words[3:4] == ["addr"] and len(words) >= 7 and words[5] == "port":
+            if server.address == "-":
+                # HAProxy 2.6 on a server whose name did not resolve at start (init-addr none):
+                # refused, yet it leaves the resolution maintenance.
+                server.admin &= ~RMAINT
+                return UNRESOLVED_ADDR
             old, server.address, server.port = server.address, words[4], int(words[6])
             if old == server.address:
                 return "no need to change the addr, no need to change the port\n\n"

@@ -258,6 +258,25 @@ def test_present_moves_a_server_found_at_another_address(
     assert hr.run(add_web2(haproxy, server="web1"))["changed"] is False
 
 
+def test_present_adds_again_a_server_whose_name_did_not_resolve_at_start(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    # init-addr none: in maintenance (RMAINT), no address; `set server addr` is refused.
+    haproxy.add_server("app", "web2", "-", 8000, admin=0x20, checks=True)
+
+    result = hr.run(add_web2(haproxy))
+
+    assert result["changed"] is True
+    assert haproxy.mutating() == [
+        "del server app/web2",
+        "add server app/web2 10.0.0.12:8000 check inter 1s rise 2 fall 3",
+        "enable health app/web2",
+        "enable server app/web2",
+    ]
+    assert result["server"]["status"] == "UP"
+    assert result["server"]["addr"] == "10.0.0.12:8000"
+
+
 def test_present_fails_on_haproxys_refusal(hr: ModuleType, haproxy: FakeHAProxy) -> None:
     haproxy.add_backend("static", dynamic=False)
 
