@@ -67,3 +67,13 @@ def client(counter: FakeCounter) -> FlaskClient:
 @pytest.fixture
 def broken_client() -> FlaskClient:
     return _make_app(BrokenCounter()).test_client()
+
+
+@pytest.fixture(autouse=True)
+def drain_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The drain and activity files of webapp.draining, in the test's own directory."""
+    from webapp import draining
+
+    monkeypatch.setattr(draining, "DRAIN_FILE", tmp_path / "draining")
+    monkeypatch.setattr(draining, "ACTIVITY_FILE", tmp_path / "last-request")
+    return tmp_path

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
+from webapp import draining
 from webapp.counter import RedisCounter
 from webapp.routes import bp
 from webapp.settings import Settings
@@ -20,6 +21,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     if app.config.get("COUNTER") is None:
         app.config["COUNTER"] = RedisCounter.from_settings(settings)
+
+    @app.before_request
+    def note_activity() -> None:
+        # Health checks do not count: while draining, only real requests keep it serving.
+        if request.path != "/healthz":
+            draining.mark_request()
 
     @app.after_request
     def add_version_header(response: Response) -> Response:

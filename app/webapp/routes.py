@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from markupsafe import escape
 
+from webapp import draining
 from webapp.counter import CounterUnavailable, VisitCounter
 from webapp.greeting import GREETING
 
@@ -34,6 +35,9 @@ def home() -> Response:
 def healthz() -> Response:
     # Deliberately ignores Redis: an outage there must not pull every replica
     # out of the load balancer, the counter degrades on its own instead.
+    if draining.draining():
+        # Stopping: HAProxy takes it out before gunicorn stops accepting (webapp.draining).
+        return _text("draining", "no-store", status=503)
     return _text("ok", "no-store")
 
 
