@@ -6,26 +6,35 @@ broken release that is refused, a rollback, two deploys at once, and a stale loc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from stackcheck import (
+    BIN,
     NEW_TEXT,
     OLD_TEXT,
+    ROOT,
     app_containers,
     assert_no_failed_request,
     changed_app,
     fetch,
     finish,
+    haproxy_servers,
+    inventory,
     load,
     loadprobe,
     playbook,
 )
 
 HISTORY = "/opt/webstack/releases/history.jsonl"
+LOCK = "/opt/webstack/releases/deploy.lock"
 
 
 def history(host) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -138,10 +147,118 @@ def test_a_lock_left_by_a_crashed_run_names_its_holder_and_can_be_cleared(host, 
     assert not host.file(lock).exists
 
 
+def test_a_deploy_without_room_to_build_is_refused_before_any_change(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    serving = running_versions(host)
+    images = host.check_output("docker images -q webstack/app | sort")
+    source = text_app(tmp_path / "app", "Hello beautiful world, with no room to build!")
+    # More free space than any test disk has: the build is refused as on a full disk.
+    code, output = finish(
+        playbook("deploy.yml", "-e", f"app_source={source}", "-e", "app_build_min_free_mb=99999999")
+    )
+    assert code != 0
+    assert "The disk is too full to build release" in output, output[-4000:]
+    assert "99999999" in output and "nothing was changed" in output
+    assert running_versions(host) == serving
+    assert host.check_output("docker images -q webstack/app | sort") == images
+    assert not host.file(LOCK).exists
+
+
 def test_site_yml_after_releases_changes_nothing(host) -> None:  # type: ignore[no-untyped-def]
     code, output = finish(playbook("site.yml"))
     assert code == 0, output[-4000:]
     recap = output.split("PLAY RECAP")[-1]
     assert "changed=0" in recap and "failed=0" in recap, recap
     assert fetch("/").text == NEW_TEXT + "\n"
-    assert running_versions(host) == {history(host)[-1]["version"]}
+    served = [item["version"] for item in history(host) if item["result"] == "success"]
+    assert running_versions(host) == {served[-1]}
+
+
+def deploy_cut_off(source: Path, at_task: str, timeout: float = 300) -> str:
+    """Start deploy.yml and SIGKILL it, with every process it started, once at_task begins.
+
+    As a laptop closed mid-deploy: nothing of the run gets to clean up.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory()),
+            "deploy.yml",
+            "-e",
+            f"app_source={source}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if f"TASK [release : {at_task}" in line:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "the deploy never reached " + at_task
+        else:
+            pytest.fail(f"the deploy ended before {at_task!r}:\n" + "".join(seen[-60:]))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    return "".join(seen)
+
+
+def text_app(base: Path, text: str) -> Path:
+    """A copy of the sample app answering text: a release of its own."""
+    source = changed_app(base)
+    greeting = source / "webapp" / "greeting.py"
+    greeting.write_text(greeting.read_text().replace(NEW_TEXT, text))
+    return source
+
+
+@pytest.mark.parametrize(
+    ("at_task", "text"),
+    [
+        # The new replica was added to HAProxy and is UP; the old one is about to drain.
+        ("Drain the old server", "Hello beautiful world, cut off after the add!"),
+        # The old replica was drained; it is about to leave HAProxy.
+        ("Take the old server out of HAProxy", "Hello beautiful world, cut off after the drain!"),
+    ],
+    ids=["after-add", "after-drain"],
+)
+def test_a_deploy_cut_off_halfway_keeps_serving_and_the_next_one_converges(  # type: ignore[no-untyped-def]
+    host, tmp_path, at_task, text
+) -> None:
+    source = text_app(tmp_path / "app", text)
+    with load(tmp_path) as result:
+        cut_output = deploy_cut_off(source, at_task)
+        # Cut off: the lock stays, naming the run that is gone.
+        assert host.file(LOCK).exists, cut_output[-3000:]
+        owner = json.loads(host.file(f"{LOCK}/owner.json").content_string)
+        assert owner["controller"] and owner["process"] != "unknown", owner
+        # The next deploy finds the holder gone, clears the lock by itself and converges.
+        code, output = finish(playbook("deploy.yml", "-e", f"app_source={source}"))
+        converged_at = time.time()
+    assert code == 0, output[-4000:]
+    assert "Cleared the deploy lock" in output and "process is gone" in output, output[-4000:]
+    assert_no_failed_request(result)
+    assert loadprobe.texts_after(result, converged_at - result["started_at"]) == {text}
+    target = history(host)[-1]["version"]
+    assert history(host)[-1]["result"] == "success"
+    interrupted = [item for item in history(host) if item["result"] == "interrupted"]
+    assert interrupted and interrupted[-1]["version"] == target, history(host)[-3:]
+    assert "cleared" in interrupted[-1]["note"]
+    # Exactly the target's replicas remain, and HAProxy balances over exactly them.
+    wanted = {f"{target}-1", f"{target}-2"}
+    assert {name.removeprefix("webstack-app-") for name in app_containers(host)} == wanted
+    servers = haproxy_servers(host)
+    assert {server["svname"] for server in servers} == wanted, servers
+    assert all(server["status"] == "UP" for server in servers), servers
+    assert not host.file(LOCK).exists
