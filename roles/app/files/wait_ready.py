@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Wait until an app replica answers 200 on its health path, or say why it never will.
+
+    wait_ready.py CONTAINER URL TIMEOUT_SECONDS
+
+Run on the server (python3's standard library and the docker CLI), for an image without a
+HEALTHCHECK: the health path is then the gate. One call for the whole wait, polling every
+quarter second, and it gives up at once when the container stops running (a crash at start
+need not wait for the timeout). Exit 0 when ready, 1 otherwise, with the reason on stdout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+POLL_SECONDS = 0.25
+STATE_EVERY_SECONDS = 1.0
+
+
+def probe(url: str) -> str:
+    """ "200", another status, or what went wrong."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return str(answer.status)
+    except urllib.error.HTTPError as error:
+        return str(error.code)
+    except (OSError, ValueError) as error:
+        return type(error).__name__
+
+
+def container_state(name: str) -> str:
+    result = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else "gone"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: wait_ready.py CONTAINER URL TIMEOUT_SECONDS")
+        return 2
+    name, url, timeout = argv[0], argv[1], float(argv[2])
+    started = time.monotonic()
+    checked_state = 0.0
+    last = "nothing yet"
+    while True:
+        elapsed = time.monotonic() - started
+        last = probe(url)
+        if last == "200":
+            print(f"ready after {elapsed:.1f}s")
+            return 0
+        if elapsed - checked_state >= STATE_EVERY_SECONDS:
+            checked_state = elapsed
+            state = container_state(name)
+            if not state.startswith("running"):
+                print(f"the container stopped ({state}) after {elapsed:.1f}s; last answer: {last}")
+                return 1
+        if elapsed >= timeout:
+            print(f"no 200 within {timeout:g}s; last answer: {last}")
+            return 1
+        time.sleep(POLL_SECONDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

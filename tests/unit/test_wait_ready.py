@@ -1,0 +1,84 @@
+"""roles/app/files/wait_ready.py: the health-path gate of images without a HEALTHCHECK.
+
+A real HTTP server on loopback answers the probe; the container's state comes from a
+stand-in `docker` on PATH that prints what `docker inspect -f` would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "app" / "files" / "wait_ready.py"
+
+
+class Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/up" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def run(tmp_path: Path, url: str, state: str, timeout: str = "5") -> tuple[int, str, float]:
+    docker = tmp_path / "docker"
+    docker.write_text(f"#!/bin/sh\necho '{state}'\n")
+    docker.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "app-1", url, timeout],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, result.stdout.strip(), time.monotonic() - started
+
+
+def test_ready_as_soon_as_the_health_path_answers_200(
+    tmp_path: Path, health_server: ThreadingHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{health_server.server_address[1]}/up"
+    code, output, _ = run(tmp_path, url, "running 0")
+    assert code == 0 and output.startswith("ready after"), output
+
+
+def test_another_status_is_not_ready_until_the_timeout(
+    tmp_path: Path, health_server: ThreadingHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{health_server.server_address[1]}/nothing-here"
+    code, output, elapsed = run(tmp_path, url, "running 0", timeout="1.5")
+    assert code == 1 and "no 200 within 1.5s; last answer: 404" in output
+    assert 1.5 <= elapsed < 10
+
+
+def test_a_container_that_stopped_is_given_up_at_once(tmp_path: Path) -> None:
+    # Nothing listens on port 9 of loopback (discard): the probe is refused.
+    code, output, elapsed = run(tmp_path, "http://127.0.0.1:9/up", "exited 3", timeout="60")
+    assert code == 1 and "the container stopped (exited 3)" in output, output
+    assert elapsed < 10
