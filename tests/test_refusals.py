@@ -121,3 +121,21 @@ def test_deploy_to_a_server_never_provisioned_is_refused(tmp_path: Path) -> None
     assert "fresh-server was never provisioned" in result.stdout
     assert "run site.yml against it first" in result.stdout
     assert not (tmp_path / "webstack").exists()
+
+
+@pytest.mark.parametrize("value", ["sideways", "", 2])
+def test_a_maintenance_switch_other_than_on_or_off_is_refused(
+    inventory: Path, value: object
+) -> None:
+    result = run_playbook(inventory, {"maintenance": value}, playbook="maintenance.yml")
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
+    assert "maintenance must be on or off" in result.stdout.split("fatal:", 1)[-1]
+
+
+def test_a_maintenance_page_that_does_not_exist_is_refused(inventory: Path, tmp_path: Path) -> None:
+    result = run_playbook(inventory, {"nginx_maintenance_page": str(tmp_path / "missing.html")})
+    counts = recap(result.stdout)
+    assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
+    assert "nginx_maintenance_page" in result.stdout.split("fatal:", 1)[-1]

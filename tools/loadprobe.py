@@ -31,6 +31,11 @@ not failures. A second failure, a failure on a new connection, a timeout, a fail
 of an answer arrived, any non-2xx status and any POST are failures and are never retried.
 A POST always goes out on a new connection, so it never meets a closing keep-alive connection.
 
+Maintenance: a 503 that carries the header X-Webstack-Maintenance is the site's maintenance
+page (maintenance.yml), an answer the operator chose: it is counted apart, in "maintenance"
+(in total and per kind, with the offsets of the first and last in "maintenance_window"), and
+is neither a failure nor a text of the app. Any other 503 is a failure.
+
 Safety: only 127.0.0.1, [::1] and localhost are accepted as targets, and the run ends by
 itself: workers start no request once --seconds have passed, none beyond --max-requests, or
 once --stop-file exists, and a request in flight is cut after --timeout (counted from its first
@@ -84,7 +89,11 @@ REQUESTS_LOG_FIELDS = [
     "visits",
     "error",
     "retried",
+    "maintenance",
 ]
+# A 503 carrying this header is the site's maintenance page: an answer the operator chose,
+# counted apart ("maintenance"), not a failure. Any other 503 is a failure.
+MAINTENANCE_HEADER = "X-Webstack-Maintenance"
 
 
 class ProbeConfigError(ValueError):
@@ -123,6 +132,8 @@ class Record(NamedTuple):
     error: str | None
     # Sent a second time, on a new connection, after an idle close of a reused connection.
     retried: bool
+    # Answered by the maintenance page (503 with MAINTENANCE_HEADER).
+    maintenance: bool = False
 
 
 class _Attempt(NamedTuple):
@@ -135,6 +146,7 @@ class _Attempt(NamedTuple):
     error: str | None
     # The connection was closed or reset before any byte of an answer arrived.
     unanswered: bool
+    maintenance: bool = False
 
 
 class _Connection(http.client.HTTPConnection):
@@ -392,12 +404,13 @@ class _Worker:
             version = response.getheader("X-App-Version")
             payload = response.read()
             will_close = bool(response.will_close)
+            maintenance = status == 503 and response.getheader(MAINTENANCE_HEADER) is not None
         except (OSError, http.client.HTTPException) as exc:
             # RemoteDisconnected (EOF instead of a status line) is a ConnectionResetError too.
             # A timeout is neither: the server may be working on the request.
             unanswered = not answered and isinstance(exc, (ConnectionResetError, BrokenPipeError))
             return _Attempt(status, None, b"", True, _describe(exc), unanswered)
-        return _Attempt(status, version, payload, will_close, None, False)
+        return _Attempt(status, version, payload, will_close, None, False, maintenance)
 
     def _exchange(
         self,
@@ -440,18 +453,30 @@ class _Worker:
             error = f"timeout: no complete response within {self.config.timeout:g}s"
         text: str | None = None
         visits: int | None = None
-        if error is None and not 200 <= (status or 0) < 300:
+        maintenance = error is None and attempt.maintenance
+        if maintenance:
+            pass
+        elif error is None and not 200 <= (status or 0) < 300:
             error = f"HTTP {status}"
         elif error is None and path == "/":
             text = self.shared.intern(attempt.body.decode("utf-8", "replace").strip()[:TEXT_LIMIT])
         elif error is None and path == "/counter":
             visits, error = _parse_counter(attempt.body)
-        if path != "/" or error is not None:
+        if path != "/" or error is not None or maintenance:
             version = None
         elif version is not None:
             version = self.shared.intern(version[:TEXT_LIMIT])
         record = Record(
-            started - self.t0, duration, status, path, text, version, visits, error, retried
+            started - self.t0,
+            duration,
+            status,
+            path,
+            text,
+            version,
+            visits,
+            error,
+            retried,
+            maintenance,
         )
         with self.lock:
             if not self.abandoned:
@@ -622,13 +647,17 @@ def _build_result(
     abandoned: int,
     log_requests: bool,
 ) -> dict[str, Any]:
-    by_kind = {kind: {"requests": 0, "failed": 0, "retried_on_idle_close": 0} for kind in KINDS}
+    by_kind = {
+        kind: {"requests": 0, "failed": 0, "retried_on_idle_close": 0, "maintenance": 0}
+        for kind in KINDS
+    }
     failures: list[tuple[float, dict[str, Any]]] = []
     texts: list[list[Any]] = []
     counter: list[list[Any]] = []
     latencies: list[float] = []
     buckets: dict[int, list[int]] = {}
     log: list[list[Any]] = []
+    maintenance_spans: list[float] = []
     reconnects = {"idle_close": 0, "connection_close": 0, "after_failure": 0}
 
     for worker in workers:
@@ -646,11 +675,19 @@ def _build_result(
         for record in records:
             bucket = buckets.setdefault(int(record.offset), [0, 0])
             bucket[0] += 1
-            if worker.kind != "slow":
+            if worker.kind != "slow" and not record.maintenance:
                 latencies.append(record.duration * 1000.0)
             if record.retried:
                 stats["retried_on_idle_close"] += 1
-            if record.error is not None:
+            if record.maintenance:
+                stats["maintenance"] += 1
+                maintenance_spans.append(record.offset)
+                # Ends the run of texts: a text answered after it, inside the maintenance
+                # window, then shows with its own offset.
+                if run_last is not None and run_last is not run_first:
+                    texts.append([run_last.offset, run_last.text, run_last.version])
+                run_first = run_last = None
+            elif record.error is not None:
                 stats["failed"] += 1
                 bucket[1] += 1
                 failures.append(
@@ -694,6 +731,7 @@ def _build_result(
                         record.visits,
                         record.error,
                         record.retried,
+                        record.maintenance,
                     ]
                 )
         if run_last is not None and run_last is not run_first:
@@ -708,6 +746,7 @@ def _build_result(
     total = sum(stats["requests"] for stats in by_kind.values())
     failed = sum(stats["failed"] for stats in by_kind.values())
     retried = sum(stats["retried_on_idle_close"] for stats in by_kind.values())
+    maintenance = sum(stats["maintenance"] for stats in by_kind.values())
     last_second = max(buckets) if buckets else -1
     latency: dict[str, float | None] = {"p50": None, "p99": None, "max": None}
     if latencies:
@@ -724,6 +763,11 @@ def _build_result(
         "requests": total,
         "failed": failed,
         "retried_on_idle_close": retried,
+        "maintenance": maintenance,
+        # Offsets of the first and the last request the maintenance page answered.
+        "maintenance_window": (
+            [_r(min(maintenance_spans)), _r(max(maintenance_spans))] if maintenance_spans else None
+        ),
         "failures": [item for _, item in failures[:MAX_FAILURES_KEPT]],
         "failures_truncated": failed > MAX_FAILURES_KEPT,
         "by_kind": by_kind,
@@ -836,6 +880,7 @@ def summary(result: dict[str, Any]) -> str:
     line = (
         f"loadprobe: {result['requests']} requests, {result['failed']} failed, "
         f"{result['retried_on_idle_close']} retried on idle close, "
+        f"{result['maintenance']} answered by the maintenance page, "
         f"{result['duration_seconds']:.1f} s, stopped by {result['stopped_by']}, "
         f"p50 {ms(latency['p50'])}, p99 {ms(latency['p99'])}, max {ms(latency['max'])}, "
         f"texts {json.dumps(distinct)}, "

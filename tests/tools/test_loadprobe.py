@@ -80,6 +80,9 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+MAINTENANCE = {loadprobe.MAINTENANCE_HEADER: "on", "Retry-After": "120"}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; Nagle plus delayed ACKs would add 40 ms each.
@@ -112,6 +115,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif fault == "503" or behaviour.always_503:
                 self._send(503, b"unavailable\n")
+            elif fault == "maintenance":
+                self._send(503, b"down for maintenance\n", MAINTENANCE)
             elif fault == "partial":
                 self.send_response(200)
                 self.send_header("Content-Length", "100")
@@ -152,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         fault = behaviour.next_post_fault()
         if fault == "503":
             self._send(503, b"unavailable\n")
+        elif fault == "maintenance":
+            self._send(503, b"down for maintenance\n", MAINTENANCE)
         elif fault == "not-json":
             self._send(200, b"<html>counter</html>")
         elif fault == "no-visits":
@@ -304,6 +311,36 @@ def test_counts_injected_failures_exactly(server: Served) -> None:
     assert loadprobe.counter_monotonic(result, strict=True)
     latency = result["latency"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+
+def test_maintenance_answers_are_counted_apart_and_other_503s_fail(server: Served) -> None:
+    server.behaviour.faults = ["maintenance"] * 4 + ["503"] * 2
+    server.behaviour.post_faults = ["maintenance"] * 3
+    result = loadprobe.run(
+        server.url,
+        seconds=10,
+        max_requests=200,
+        keepalive_workers=2,
+        fresh_workers=1,
+        slow_workers=0,
+        post_workers=1,
+        counter_every=0,
+        timeout=5,
+        failure_pause=0,
+    )
+    assert_consistent(result)
+    assert result["maintenance"] == 7
+    assert result["by_kind"]["post"]["maintenance"] == 3
+    assert result["by_kind"]["post"]["failed"] == 0
+    # A 503 without the maintenance header is a failure, as before.
+    assert result["failed"] == 2
+    assert {failure["error"] for failure in result["failures"]} == {"HTTP 503"}
+    # The maintenance page is no text of the app, and no counter sample.
+    assert {item[1] for item in result["texts"]} == {"v1"}
+    assert all(visits is not None for _, visits, _ in result["counter"])
+    first, last = result["maintenance_window"]
+    assert 0 <= first <= last <= result["duration_seconds"]
+    assert "7 answered by the maintenance page" in loadprobe.summary(result)
 
 
 def test_texts_counter_start_and_stop_files(server: Served, tmp_path: Path) -> None:
@@ -477,7 +514,12 @@ def test_post_workers_post_counter_on_new_connections(server: Served) -> None:
     )
     assert_consistent(result)
     assert result["stopped_by"] == "max-requests"
-    assert result["by_kind"]["post"] == {"requests": 40, "failed": 0, "retried_on_idle_close": 0}
+    assert result["by_kind"]["post"] == {
+        "requests": 40,
+        "failed": 0,
+        "retried_on_idle_close": 0,
+        "maintenance": 0,
+    }
     assert result["config"]["workers"]["post"] == 2
     # One connection per POST, each announcing its close, each with the same small JSON body.
     assert server.behaviour.connections == 40
