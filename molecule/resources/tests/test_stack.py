@@ -16,7 +16,10 @@ from stackcheck import (
     app_containers,
     docker_inspect,
     fetch,
+    finish,
     haproxy_servers,
+    inventory,
+    playbook,
     tcp_connects,
     wait_for,
 )
@@ -233,3 +236,46 @@ def test_the_redis_password_is_in_no_container_environment(host) -> None:  # typ
         assert password not in json.dumps(docker_inspect(host, name)), name
     secret = host.file("/opt/webstack/secrets/app/redis_password")
     assert secret.mode == 0o400 and secret.uid == 10001
+
+
+def test_the_server_was_provisioned_as_root_without_sudo(host) -> None:  # type: ignore[no-untyped-def]
+    # A minimal server: root login, no sudo at all, and no become settings in the inventory.
+    assert host.run("command -v sudo").rc != 0
+    assert host.check_output("id -u") == "0"
+    settings = "".join(path.read_text() for path in inventory().rglob("*") if path.is_file())
+    assert "group_vars" in {path.name for path in inventory().iterdir()}
+    assert "become" not in settings
+
+
+def internal_get(host, address: str, port: int, path: str) -> str:  # type: ignore[no-untyped-def]
+    """GET from the server itself, which reaches the internal network (nothing outside does)."""
+    return host.check_output(
+        "python3 -c 'import sys, urllib.request;"
+        " print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())'"
+        f" http://{address}:{port}{path}"
+    )
+
+
+def test_metrics_are_on_the_internal_network_only(host, server_address) -> None:  # type: ignore[no-untyped-def]
+    haproxy = docker_inspect(host, f"{STACK}-haproxy")["NetworkSettings"]["Networks"]
+    haproxy_ip = haproxy[f"{STACK}_internal"]["IPAddress"]
+    metrics = internal_get(host, haproxy_ip, 8405, "/metrics")
+    assert "haproxy_server_status" in metrics and 'proxy="app"' in metrics
+    nginx = docker_inspect(host, f"{STACK}-nginx")["NetworkSettings"]["Networks"]
+    nginx_ip = nginx[f"{STACK}_internal"]["IPAddress"]
+    assert "Active connections" in internal_get(host, nginx_ip, 8081, "/nginx_status")
+    for port in (8405, 8081):
+        assert not tcp_connects(server_address, port), port
+
+
+def test_status_yml_shows_the_release_replicas_certificate_and_maintenance(host) -> None:  # type: ignore[no-untyped-def]
+    code, output = finish(playbook("status.yml"))
+    assert code == 0, output[-3000:]
+    current = host.file("/opt/webstack/releases/current").content_string.strip()
+    assert f"app: serving {current} since " in output
+    for name in app_containers(host):
+        line = next(line for line in output.splitlines() if f"replica {name}:" in line)
+        assert "container Up" in line and "(healthy)" in line and "HAProxy UP" in line, line
+    assert f"provision {current}: success" in output
+    assert "certificate: " in output and "days left)" in output
+    assert "maintenance: off" in output
