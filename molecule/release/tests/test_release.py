@@ -95,8 +95,12 @@ def test_a_broken_release_is_refused_and_the_old_one_keeps_serving(  # type: ign
         )
     assert code != 0
     assert "was refused" in output and "keeps serving" in output
-    # The tail of the new container's log explains why.
-    assert "webapp.missing" in output or "ModuleNotFoundError" in output, output[-4000:]
+    # The tail of the new container's log explains why. Once Docker has restarted the failing
+    # container a few times, the tail may hold only gunicorn's own verdict on the boot.
+    assert any(
+        reason in output
+        for reason in ("webapp.missing", "ModuleNotFoundError", "Worker failed to boot")
+    ), output[-4000:]
     assert_no_failed_request(result)
     assert loadprobe.texts_after(result, 0) == {NEW_TEXT}
     assert running_versions(host) == serving
