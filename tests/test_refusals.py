@@ -139,3 +139,43 @@ def test_a_maintenance_page_that_does_not_exist_is_refused(inventory: Path, tmp_
     counts = recap(result.stdout)
     assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
     assert "nginx_maintenance_page" in result.stdout.split("fatal:", 1)[-1]
+
+
+ACME = {"nginx_acme_domains": ["www.example.com"]}
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ({"nginx_acme_domains": ["not a host"]}, "nginx_acme_domains"),
+        ({"nginx_acme_domains": ["*.example.com"]}, "nginx_acme_domains"),
+        ({"nginx_acme_domains": ["https://www.example.com"]}, "nginx_acme_domains"),
+        ({"nginx_acme_domains": ["192.0.2.10"]}, "nginx_acme_domains"),
+        ({"nginx_acme_domains": ["example"]}, "nginx_acme_domains"),
+        ({**ACME, "nginx_acme_directory": "http://acme.example.com/dir"}, "nginx_acme_directory"),
+        ({**ACME, "nginx_acme_directory": "acme.example.com"}, "nginx_acme_directory"),
+        ({**ACME, "nginx_acme_renew_days": 0}, "nginx_acme_renew_days"),
+        ({**ACME, "nginx_acme_email": "nobody"}, "nginx_acme_email"),
+    ],
+)
+def test_bad_acme_settings_are_refused_before_any_change(
+    inventory: Path, extra_vars: dict[str, object], named: str
+) -> None:
+    result = run_playbook(inventory, extra_vars)
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts == {**counts, "failed": 1, "changed": 0, "unreachable": 0}, result.stdout
+    assert named in result.stdout.split("fatal:", 1)[-1], result.stdout
+
+
+def test_good_acme_settings_pass_validation(inventory: Path) -> None:
+    result = run_playbook(
+        inventory,
+        {
+            **ACME,
+            "nginx_acme_email": "ops@example.com",
+            "nginx_acme_directory": "https://acme.test:14000/dir",
+        },
+    )
+    counts = recap(result.stdout)
+    assert counts["unreachable"] == 1 and counts["failed"] == 0, result.stdout

@@ -24,6 +24,8 @@ HTTP_PORT = int(os.environ.get("WEBSTACK_HTTP_PORT", "18080"))
 HTTPS_PORT = int(os.environ.get("WEBSTACK_HTTPS_PORT", "18443"))
 STACK = os.environ.get("WEBSTACK_NAME", "webstack")
 RUNTIME_SOCKET = "/opt/webstack/haproxy/run/admin.sock"
+# The name the default scenario gets a certificate for from its test ACME server.
+ACME_DOMAIN = "www.webstack.test"
 
 
 @dataclass
@@ -144,10 +146,19 @@ def finish(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int, s
 
 
 @contextmanager
-def load(tmp_path: Path, *, counter_every: int = 10, post_workers: int = 1) -> Iterator[dict]:
+def load(
+    tmp_path: Path,
+    *,
+    counter_every: int = 10,
+    post_workers: int = 1,
+    keepalive_workers: int = 3,
+    fresh_workers: int = 2,
+    pace: float = 0.02,
+) -> Iterator[dict]:
     """Run the load probe around the block; the yielded dict gets the result at exit.
 
-    counter_every=0 and post_workers=0 suit an app without the sample's /counter.
+    counter_every=0 and post_workers=0 suit an app without the sample's /counter. Fewer
+    workers and a slower pace keep the load under a rate limit.
     """
     out, start, stop = tmp_path / "load.json", tmp_path / "started", tmp_path / "stop"
     probe = subprocess.Popen(
@@ -157,14 +168,14 @@ def load(tmp_path: Path, *, counter_every: int = 10, post_workers: int = 1) -> I
             f"--url=http://127.0.0.1:{HTTP_PORT}",
             f"--seconds={LOAD_SECONDS}",
             f"--max-requests={LOAD_MAX_REQUESTS}",
-            "--keepalive-workers=3",
-            "--fresh-workers=2",
+            f"--keepalive-workers={keepalive_workers}",
+            f"--fresh-workers={fresh_workers}",
             "--slow-workers=2",
             f"--post-workers={post_workers}",
             "--slow-seconds=3",
             f"--counter-every={counter_every}",
             # Paced so the deploy under test still gets CPU on a two-core machine.
-            "--pace=0.02",
+            f"--pace={pace}",
             f"--out={out}",
             f"--start-file={start}",
             f"--stop-file={stop}",

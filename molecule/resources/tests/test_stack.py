@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from stackcheck import (
+    ACME_DOMAIN,
     HTTP_PORT,
     STACK,
     app_containers,
@@ -281,5 +282,7 @@ def test_status_yml_shows_the_release_replicas_certificate_and_maintenance(host)
         assert "container Up" in replica and "(healthy)" in replica, replica
         assert "HAProxy UP" in replica, replica
     assert f"provision {current}: success" in shown
-    assert "certificate: " in shown and "days left)" in shown
+    certificate = shown.split("certificate: ", 1)[1].split(" days left)", 1)[0]
+    # The scenario gets its certificate from the test ACME server (test_acme.py).
+    assert certificate.startswith(f"{ACME_DOMAIN} from Pebble"), certificate
     assert "maintenance: off" in shown
