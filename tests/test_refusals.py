@@ -82,6 +82,7 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({"firewall_allowed_tcp_ports": [22, 70000]}, "firewall_allowed_tcp_ports"),
         ({"nginx_rate_limit_per_second": -5}, "nginx_rate_limit_per_second"),
         ({"app_keep_releases": 0}, "app_keep_releases"),
+        ({"healer_pause_max_minutes": 0}, "healer_pause_max_minutes"),
     ],
 )
 def test_bad_input_is_refused_before_any_change(

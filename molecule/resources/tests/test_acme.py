@@ -6,6 +6,7 @@ renewal timer's service renews it under load.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -21,9 +22,12 @@ from stackcheck import (
     HTTPS_PORT,
     assert_no_failed_request,
     fetch,
+    finish,
     load,
+    playbook,
 )
 
+BROKEN_DOMAIN = "broken.webstack.test"
 DROP_IN = Path("/run/systemd/system/webstack-acme-renew.service.d/force.conf")
 
 
@@ -151,3 +155,34 @@ def test_renewal_under_load_serves_a_new_certificate_without_a_failed_request(
     assert after.not_valid_after_utc >= before.not_valid_after_utc
     assert_no_failed_request(result)
     assert tls_ok > 0 and not tls_failures, tls_failures[:10]
+
+
+def test_a_failed_challenge_names_the_domain_and_keeps_the_served_certificate(host) -> None:  # type: ignore[no-untyped-def]
+    before = served_certificate().serial_number
+    renewal_names = host.file("/opt/webstack/nginx/acme/renew.csr").content_string
+    # The test DNS points the new name at an address where nothing answers on port 80.
+    name = host.backend.get_hostname()
+    dns = subprocess.check_output(
+        ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", f"{name}-challtestsrv"],
+        text=True,
+    ).strip()
+    record = json.dumps({"host": f"{BROKEN_DOMAIN}.", "addresses": ["127.0.0.1"]}).encode()
+    urllib.request.urlopen(f"http://{dns}:8055/add-a", data=record, timeout=10).close()
+    domains = json.dumps({"nginx_acme_domains": [ACME_DOMAIN, BROKEN_DOMAIN]})
+    code, output = finish(playbook("site.yml", "-e", domains))
+    assert code != 0, output[-3000:]
+    failure = " ".join(output.split("fatal:", 1)[-1].split())
+    assert f"No certificate for {ACME_DOMAIN}, {BROKEN_DOMAIN} from" in failure, failure[:3000]
+    # What pebble said of the name it could not validate.
+    assert BROKEN_DOMAIN in failure.split(" from ", 1)[1], failure[:3000]
+    assert "keeps serving with the certificate it had" in failure
+    assert served_certificate().serial_number == before
+    assert fetch("/", https=True).status == 200
+    assert host.file("/opt/webstack/nginx/acme/renew.csr").content_string == renewal_names
+    assert not host.file("/opt/webstack/nginx/acme-challenge/.well-known/acme-challenge").listdir()
+    # site.yml stopped the healer's timer and never reached the end that starts it again; the
+    # safety net it left starts it (after healer_pause_max_minutes; here at once).
+    assert not host.service("webstack-heal.timer").is_running
+    assert host.run("systemctl is-active webstack-heal-resume.timer").stdout.strip() == "active"
+    assert host.run("systemctl start webstack-heal-resume.service").rc == 0
+    assert host.service("webstack-heal.timer").is_running
