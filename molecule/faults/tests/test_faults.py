@@ -128,6 +128,11 @@ def test_maintenance_mode_answers_its_page_and_switches_without_a_failed_request
             assert "Down for maintenance" in page.text
             # Static files are still served, and nothing was restarted or reloaded.
             assert fetch("/static/style.css").status == 200
+            # So is the ACME challenge path (a renewal may fall in a maintenance window).
+            challenge = "/opt/webstack/nginx/acme-challenge/.well-known/acme-challenge/probe"
+            host.check_output(f"mkdir -p $(dirname {challenge}) && echo token > {challenge}")
+            assert fetch("/.well-known/acme-challenge/probe").text.strip() == "token"
+            host.check_output(f"rm -f {challenge}")
             time.sleep(3)
             off_from = time.time()
             code, output = finish(playbook("maintenance.yml", "-e", "maintenance=off"))
