@@ -3,7 +3,7 @@
 # scenario, NGINX's ports published on 127.0.0.1 only. `up` creates it, `down` removes it
 # with its Docker volume.
 set -euo pipefail
-NAME=webstack-local
+NAME=${LOCAL_SERVER:-webstack-local}
 IMAGE=webstack-server:bookworm
 case "${1:-}" in
   up)
