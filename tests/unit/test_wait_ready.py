@@ -82,3 +82,46 @@ def test_a_container_that_stopped_is_given_up_at_once(tmp_path: Path) -> None:
     code, output, elapsed = run(tmp_path, "http://127.0.0.1:9/up", "exited 3", timeout="60")
     assert code == 1 and "the container stopped (exited 3)" in output, output
     assert elapsed < 10
+
+
+def run_docker_health(tmp_path: Path, states: list[str], timeout: str = "5") -> tuple[int, str]:
+    """The stand-in docker answers each state in turn, then the last one again and again."""
+    queue = tmp_path / "states"
+    queue.write_text("\n".join(states) + "\n")
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        f'head -n 1 "{queue}"\n'
+        f'if [ "$(wc -l < "{queue}")" -gt 1 ]; then sed -i 1d "{queue}"; fi\n'
+    )
+    docker.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "app-1", "http://127.0.0.1:9/up", timeout, "--docker-health"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, result.stdout.strip()
+
+
+def test_docker_health_mode_is_ready_when_docker_says_healthy(tmp_path: Path) -> None:
+    code, output = run_docker_health(tmp_path, ["running 0 starting"] * 3 + ["running 0 healthy"])
+    assert code == 0 and output.startswith("healthy after"), output
+
+
+def test_docker_health_mode_takes_unhealthy_as_final(tmp_path: Path) -> None:
+    code, output = run_docker_health(tmp_path, ["running 0 starting", "running 0 unhealthy"])
+    assert code == 1 and "unhealthy" in output, output
+
+
+def test_docker_health_mode_gives_up_on_a_stopped_container(tmp_path: Path) -> None:
+    code, output = run_docker_health(tmp_path, ["running 0 starting", "exited 3 unhealthy"])
+    assert code == 1 and "the container stopped (exited 3 unhealthy)" in output, output
+
+
+def test_docker_health_mode_times_out(tmp_path: Path) -> None:
+    code, output = run_docker_health(tmp_path, ["running 0 starting"], timeout="1")
+    assert code == 1 and "not healthy within 1s (state running 0 starting)" in output, output

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Wait until an app replica answers 200 on its health path, or say why it never will.
+"""Wait until an app replica is ready, or say why it never will.
 
-    wait_ready.py CONTAINER URL TIMEOUT_SECONDS
+    wait_ready.py CONTAINER URL TIMEOUT_SECONDS [--docker-health]
 
-Run on the server (python3's standard library and the docker CLI), for an image without a
-HEALTHCHECK: the health path is then the gate. One call for the whole wait, polling every
-quarter second, and it gives up at once when the container stops running (a crash at start
-need not wait for the timeout). Exit 0 when ready, 1 otherwise, with the reason on stdout.
+Run on the server (python3's standard library and the docker CLI). For an image without a
+HEALTHCHECK the health path is the gate: ready at its first 200. With --docker-health (an
+image with a HEALTHCHECK, which is respected) ready is Docker's verdict "healthy", and
+"unhealthy" is final. One call for the whole wait, polling every quarter second (an Ansible
+retry loop polls once a round trip), and it gives up at once when the container stops running
+(a crash at start need not wait for the timeout). Exit 0 when ready, 1 otherwise, with the
+reason on stdout.
 """
 
 from __future__ import annotations
@@ -42,11 +45,53 @@ def container_state(name: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else "gone"
 
 
+def docker_health(name: str) -> str:
+    """ "<status> <exit code> <health>", or "gone"."""
+    result = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}"
+            " {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else "gone"
+
+
+def wait_healthy(name: str, timeout: float) -> int:
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        state = docker_health(name)
+        if state.endswith(" healthy") and state.startswith("running"):
+            print(f"healthy after {elapsed:.1f}s")
+            return 0
+        if not state.startswith("running"):
+            print(f"the container stopped ({state}) after {elapsed:.1f}s")
+            return 1
+        if state.endswith(" unhealthy"):
+            print(f"Docker reports it unhealthy after {elapsed:.1f}s")
+            return 1
+        if elapsed >= timeout:
+            print(f"not healthy within {timeout:g}s (state {state})")
+            return 1
+        time.sleep(POLL_SECONDS)
+
+
 def main(argv: list[str]) -> int:
+    docker_mode = "--docker-health" in argv
+    argv = [arg for arg in argv if arg != "--docker-health"]
     if len(argv) != 3:
-        print("usage: wait_ready.py CONTAINER URL TIMEOUT_SECONDS")
+        print("usage: wait_ready.py CONTAINER URL TIMEOUT_SECONDS [--docker-health]")
         return 2
     name, url, timeout = argv[0], argv[1], float(argv[2])
+    if docker_mode:
+        return wait_healthy(name, timeout)
     started = time.monotonic()
     checked_state = 0.0
     last = "nothing yet"
