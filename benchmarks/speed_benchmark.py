@@ -16,7 +16,10 @@ and the switch per replica. Timing is wall time of ansible-playbook, start to en
     .venv/bin/python benchmarks/speed_benchmark.py [--keep]
 
 --keep leaves the server running (remove it with LOCAL_SERVER=webstack-bench
-scripts/local-server.sh down). Nothing here asserts: it measures and prints.
+scripts/local-server.sh down). BENCH_SERVER, BENCH_HTTP_PORT and BENCH_HTTPS_PORT choose
+another server name and ports, so that two checkouts (before and after a change) can run
+side by side on the same machine, under the same conditions. Nothing here asserts: it
+measures and prints.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SERVER = "webstack-bench"
-HTTP_PORT, HTTPS_PORT = 8180, 8543
+SERVER = os.environ.get("BENCH_SERVER", "webstack-bench")
+HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "8180"))
+HTTPS_PORT = int(os.environ.get("BENCH_HTTPS_PORT", "8543"))
 REPLICAS = 2
 GREETING = "Hello beautiful world!"
 SUMMARY = re.compile(
