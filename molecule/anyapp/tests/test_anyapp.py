@@ -79,3 +79,71 @@ def test_the_plain_app_rolls_back_without_a_failed_request(host, tmp_path) -> No
     assert loadprobe.texts_after(result, rolled_at - result["started_at"]) == {FIRST}
     assert history(host)[-1]["action"] == "rollback"
     assert len(app_containers(host)) == 2
+
+
+THIRD = "Plain app, third release"
+
+
+def app_container_ids(host) -> set[str]:  # type: ignore[no-untyped-def]
+    return set(host.check_output("docker ps -q --filter label=webstack.service=app").split())
+
+
+def test_a_failing_before_switch_refuses_the_release_with_nothing_switched(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = app_container_ids(host)
+    source = plain_app(tmp_path / "plain", THIRD)
+    failing = ["python3", "-c", "import sys; print('migration 7 of 9 failed'); sys.exit(3)"]
+    code, output = finish(
+        playbook(
+            "deploy.yml",
+            "-e",
+            json.dumps({"app_source": str(source), "app_before_switch": failing}),
+        )
+    )
+    assert code != 0, output[-4000:]
+    message = " ".join(output.split("fatal:", 1)[-1].split())
+    assert "before_switch" in message and "(exit 3," in message, message[:3000]
+    assert "migration 7 of 9 failed" in message and "nothing was switched" in message
+    assert app_container_ids(host) == before
+    assert fetch("/").text == FIRST + "\n"
+    assert history(host)[-1]["result"] == "refused"
+    assert not host.run(
+        "docker ps -aq --filter label=webstack.service=app-before-switch"
+    ).stdout.strip()
+
+
+def test_a_succeeding_before_switch_runs_exactly_once_then_the_release_ships(
+    host, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    source = plain_app(tmp_path / "plain", THIRD)
+    # It sees what a replica sees: the release's environment and the internal network.
+    step = [
+        "python3",
+        "-c",
+        "import os, socket; print('migrated to', os.environ['APP_VERSION'],"
+        " 'redis at', socket.gethostbyname('redis'))",
+    ]
+    since = host.check_output("date +%s")
+    with plain_load(tmp_path) as result:
+        code, output = finish(
+            playbook(
+                "deploy.yml",
+                "-e",
+                json.dumps({"app_source": str(source), "app_before_switch": step}),
+            )
+        )
+        deployed_at = time.time()
+    assert code == 0, output[-4000:]
+    assert_no_failed_request(result)
+    assert loadprobe.texts_after(result, deployed_at - result["started_at"]) == {THIRD}
+    summary = " ".join(output.split("Summarise the release", 2)[-1].split())
+    assert "before_switch: exit 0 in" in summary and "migrated to" in summary, summary[:2000]
+    assert "redis at 1" in summary, summary[:2000]
+    until = host.check_output("date +%s")
+    starts = host.check_output(
+        f"docker events --since {since} --until {until} --filter event=start"
+        " --filter label=webstack.service=app-before-switch --format '{{.ID}}'"
+    ).split()
+    assert len(starts) == 1, starts
+    assert not host.run(
+        "docker ps -aq --filter label=webstack.service=app-before-switch"
+    ).stdout.strip()
