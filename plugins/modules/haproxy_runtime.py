@@ -58,7 +58,7 @@ options:
         O(watch_servers) as a baseline, polls them every O(poll_interval) seconds for
         O(watch_seconds), and returns what they answered meanwhile in RV(watch). It ends early
         once at least O(watch_min_requests) answers were seen and their share of 5xx exceeds
-        O(watch_max_error_ratio). The task itself does not fail on that: the verdict is
+        O(watch_max_error_ratio). The task itself does not fail on that; the verdict is
         returned. Health checks are not counted by HAProxy in these counters.
     type: str
     choices: [stats, present, ready, drain, maint, absent, command, watch]
