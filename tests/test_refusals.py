@@ -96,6 +96,11 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({**ACME, "nginx_acme_directory": "acme.example.com"}, "nginx_acme_directory"),
         ({**ACME, "nginx_acme_renew_days": 0}, "nginx_acme_renew_days"),
         ({**ACME, "nginx_acme_email": "nobody"}, "nginx_acme_email"),
+        ({"release_guard_max_error_ratio": 1.5}, "release_guard_max_error_ratio"),
+        ({"release_guard_max_error_ratio": -0.01}, "release_guard_max_error_ratio"),
+        ({"release_guard_max_error_ratio": "five percent"}, "release_guard_max_error_ratio"),
+        ({"release_guard_seconds": -30}, "release_guard_seconds"),
+        ({"release_guard_min_requests": -1}, "release_guard_min_requests"),
     ],
 )
 def test_bad_input_is_refused_before_any_change(
@@ -107,6 +112,18 @@ def test_bad_input_is_refused_before_any_change(
     assert counts == {**counts, "failed": 1, "changed": 0, "unreachable": 0}, result.stdout
     failure = result.stdout.split("fatal:", 1)[-1]
     assert named in failure, result.stdout
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "rollback.yml"])
+def test_a_guard_ratio_outside_0_to_1_is_refused_before_a_release(
+    inventory: Path, playbook: str
+) -> None:
+    result = run_playbook(inventory, {"release_guard_max_error_ratio": 5}, playbook=playbook)
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts == {**counts, "failed": 1, "changed": 0, "unreachable": 0}, result.stdout
+    failure = result.stdout.split("fatal:", 1)[-1]
+    assert "release_guard_max_error_ratio must be a share between 0 and 1" in failure
 
 
 def test_app_source_without_dockerfile_is_refused(inventory: Path, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ description:
     declared with C(level admin) in the C(stats socket) line of the global section.
   - Adds, enables, drains, puts in maintenance and deletes servers of a backend at run time,
     without a reload, so that app servers can be swapped with no request lost.
+  - Watches the answers of some servers for a while (O(state=watch)) and judges their share
+    of 5xx, so that a release that serves errors can be reverted.
   - Each Runtime API command is sent on its own connection, as HAProxy expects in its
     non-interactive mode.
   - Every state is idempotent. The administrative state of a server (ready, drain or maint) is
@@ -52,8 +54,14 @@ options:
         as soon as HAProxy accepts to, that is once its last connection has closed. The
         deletion is retried until O(timeout), whatever O(wait) says.
       - V(command) sends O(command) as it is and returns the reply in RV(stdout).
+      - V(watch) only reads. It takes the answer counters (C(hrsp_1xx) to C(hrsp_other)) of
+        O(watch_servers) as a baseline, polls them every O(poll_interval) seconds for
+        O(watch_seconds), and returns what they answered meanwhile in RV(watch). It ends early
+        once at least O(watch_min_requests) answers were seen and their share of 5xx exceeds
+        O(watch_max_error_ratio). The task itself does not fail on that; the verdict is
+        returned. Health checks are not counted by HAProxy in these counters.
     type: str
-    choices: [stats, present, ready, drain, maint, absent, command]
+    choices: [stats, present, ready, drain, maint, absent, command, watch]
     default: stats
   address:
     description:
@@ -97,9 +105,32 @@ options:
     default: 60
   poll_interval:
     description:
-      - Seconds between two polls of the server while waiting.
+      - Seconds between two polls of the server while waiting, or of the counters while
+        watching.
     type: float
     default: 0.5
+  watch_servers:
+    description:
+      - With O(state=watch), the servers of O(backend) whose answers are counted together.
+        A server missing from the backend counts nothing.
+    type: list
+    elements: str
+  watch_seconds:
+    description:
+      - With O(state=watch), how long to watch. V(0) takes one reading and judges nothing.
+    type: float
+    default: 30
+  watch_min_requests:
+    description:
+      - With O(state=watch), the fewest answers on which a verdict of V(failed) may rest; with
+        fewer, the verdict is V(too_few).
+    type: int
+    default: 20
+  watch_max_error_ratio:
+    description:
+      - With O(state=watch), the highest share of 5xx answers (0 to 1) that still passes.
+    type: float
+    default: 0.05
 notes:
   - The socket is usually owned by root, or by the haproxy group; use C(become) as needed.
   - HAProxy 2.6 reports a server that has just been enabled as up but not yet confirmed
@@ -156,6 +187,17 @@ EXAMPLES = r"""
 - name: Check that every server of the backend is UP
   ansible.builtin.assert:
     that: app_backend.servers | rejectattr('status', 'equalto', 'UP') | list | length == 0
+
+- name: Watch the new servers' answers for 30 seconds, stopping early above 5% of 5xx
+  haproxy_runtime:
+    socket: /run/haproxy-admin/admin.sock
+    backend: app
+    state: watch
+    watch_servers: [app-blue]
+    watch_seconds: 30
+    watch_min_requests: 20
+    watch_max_error_ratio: 0.05
+  register: guard
 
 - name: Send a raw Runtime API command
   haproxy_runtime:
@@ -251,6 +293,36 @@ commands:
     - add server app/app-blue 172.18.0.7:8000 check inter 1s rise 2 fall 3
     - enable health app/app-blue
     - enable server app/app-blue
+watch:
+  description: What O(watch_servers) answered while O(state=watch) watched them.
+  returned: when O(state=watch)
+  type: dict
+  contains:
+    requests:
+      description: Answers counted (every status class).
+      type: int
+    errors:
+      description: Of those, answers with a 5xx status.
+      type: int
+    ratio:
+      description: errors / requests, 0 when there was no answer.
+      type: float
+    seconds:
+      description: Time watched; less than O(watch_seconds) when it ended early.
+      type: float
+    verdict:
+      description:
+        - V(passed) when the share of 5xx stayed at or below O(watch_max_error_ratio) over at
+          least O(watch_min_requests) answers.
+        - V(failed) when it went above it over at least O(watch_min_requests) answers.
+        - V(too_few) when fewer answers came than O(watch_min_requests).
+      type: str
+  sample:
+    requests: 412
+    errors: 0
+    ratio: 0.0
+    seconds: 30.0
+    verdict: passed
 elapsed_seconds:
   description: Time the task took, waits included.
   returned: always
@@ -291,7 +363,15 @@ STAT_FIELDS = (
     "addr",
     "iid",
     "sid",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
 )
+# The answer counters of a server, by status class; health checks are not counted in them.
+ANSWER_FIELDS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 
 # srv_admin_state bits of `show servers state` (enum srv_admin in HAProxy's server-t.h).
 # The status text of `show stat` cannot stand in: a drained server whose checks fail shows DOWN.
@@ -664,6 +744,85 @@ class ServerController:
             time.sleep(min(self.poll_interval_seconds, max(self.deadline - time.monotonic(), 0)))
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Answers counted by HAProxy: all of them, and those with a 5xx status."""
+
+    requests: int = 0
+    errors: int = 0
+
+    def __add__(self, other: Answers) -> Answers:
+        return Answers(self.requests + other.requests, self.errors + other.errors)
+
+    def __sub__(self, other: Answers) -> Answers:
+        return Answers(self.requests - other.requests, self.errors - other.errors)
+
+    @property
+    def ratio(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def count_answers(rows: list[dict[str, str]], servers: list[str]) -> dict[str, Answers]:
+    """The answers of each named server found in `show stat` rows."""
+    return {
+        row["svname"]: Answers(
+            requests=sum(_count(row.get(name)) for name in ANSWER_FIELDS),
+            errors=_count(row.get("hrsp_5xx")),
+        )
+        for row in rows
+        if row.get("svname") in servers
+    }
+
+
+def answers_since(baseline: dict[str, Answers], now: dict[str, Answers]) -> Answers:
+    """The answers given since the baseline, summed over the servers.
+
+    A server whose counters went down was deleted and added again: all it counts is new.
+    A server added since the baseline counts from zero; one gone counts nothing.
+    """
+    total = Answers()
+    for server, answers in now.items():
+        before = baseline.get(server, Answers())
+        since = answers if answers.requests < before.requests else answers - before
+        total += since
+    return total
+
+
+def verdict(answers: Answers, min_requests: int, max_error_ratio: float) -> str:
+    """passed, failed, or too_few when there are fewer answers than a verdict needs."""
+    if answers.requests < max(min_requests, 1):
+        return "too_few"
+    return "failed" if answers.ratio > max_error_ratio else "passed"
+
+
+def watch(
+    client: RuntimeClient,
+    backend: str,
+    servers: list[str],
+    seconds: float,
+    min_requests: int,
+    max_error_ratio: float,
+    poll_interval_seconds: float,
+) -> dict[str, Any]:
+    """Count the servers' answers from now on for `seconds`; stop at the first failed verdict."""
+    started = time.monotonic()
+    deadline = started + seconds
+    baseline = count_answers(client.show_stat(backend), servers)
+    seen = Answers()
+    while time.monotonic() < deadline:
+        time.sleep(min(poll_interval_seconds, max(deadline - time.monotonic(), 0)))
+        seen = answers_since(baseline, count_answers(client.show_stat(backend), servers))
+        if verdict(seen, min_requests, max_error_ratio) == "failed":
+            break
+    return {
+        "requests": seen.requests,
+        "errors": seen.errors,
+        "ratio": round(seen.ratio, 4),
+        "seconds": round(time.monotonic() - started, 1),
+        "verdict": verdict(seen, min_requests, max_error_ratio),
+    }
+
+
 def _is_silent(reply: str) -> bool:
     return not reply.strip()
 
@@ -687,6 +846,20 @@ def validate(params: dict[str, Any]) -> None:
     for key in ("timeout", "poll_interval"):
         if params[key] <= 0:
             raise RuntimeAPIError(f"{key} must be greater than 0")
+    if params.get("state") == "watch":
+        for name in params.get("watch_servers") or []:
+            if not NAME_PATTERN.match(name):
+                raise RuntimeAPIError(
+                    f"watch_servers: {name!r} may only contain letters, digits and '_', '.', "
+                    "':', '-'"
+                )
+        if not 0 <= params["watch_max_error_ratio"] <= 1:
+            raise RuntimeAPIError(
+                f"watch_max_error_ratio must be between 0 and 1 "
+                f"(got {params['watch_max_error_ratio']:g})"
+            )
+        if params["watch_seconds"] < 0 or params["watch_min_requests"] < 0:
+            raise RuntimeAPIError("watch_seconds and watch_min_requests must not be negative")
 
 
 def run(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
@@ -724,6 +897,16 @@ def run(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
         else:
             result["changed"] = controller.ensure_admin(state, params["wait"])
         result["commands"] = controller.commands
+    elif state == "watch":
+        result["watch"] = watch(
+            client,
+            backend,
+            params["watch_servers"],
+            seconds=params["watch_seconds"],
+            min_requests=params["watch_min_requests"],
+            max_error_ratio=params["watch_max_error_ratio"],
+            poll_interval_seconds=params["poll_interval"],
+        )
 
     views = read_backend(client, backend) if backend else []
     result["servers"] = [view.as_dict() for view in views]
@@ -748,7 +931,7 @@ def main() -> None:
             "state": {
                 "type": "str",
                 "default": "stats",
-                "choices": ["stats", *STATES_FOR_SERVER, "command"],
+                "choices": ["stats", *STATES_FOR_SERVER, "command", "watch"],
             },
             "address": {"type": "str"},
             "port": {"type": "int"},
@@ -757,6 +940,10 @@ def main() -> None:
             "wait": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 60.0},
             "poll_interval": {"type": "float", "default": 0.5},
+            "watch_servers": {"type": "list", "elements": "str"},
+            "watch_seconds": {"type": "float", "default": 30.0},
+            "watch_min_requests": {"type": "int", "default": 20},
+            "watch_max_error_ratio": {"type": "float", "default": 0.05},
         },
         required_if=[
             ("state", "stats", ["backend"]),
@@ -766,6 +953,7 @@ def main() -> None:
             ("state", "maint", ["backend", "server"]),
             ("state", "absent", ["backend", "server"]),
             ("state", "command", ["command"]),
+            ("state", "watch", ["backend", "watch_servers"]),
         ],
         supports_check_mode=True,
     )

@@ -37,6 +37,7 @@ STAT_HEADER_LINE = (
     "safe_conn_cur,used_conn_cur,need_conn_est,uweight"
 )
 STAT_HEADER = STAT_HEADER_LINE.split(",")
+HRSP_FIELDS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 
 SERVERS_STATE_HEADER = (
     "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "
@@ -82,6 +83,10 @@ class FakeServer:
     session_ends: list[float] = field(default_factory=list)
     queued: int = 0
     refuse_deletes: int = 0
+    # Answers by status class (hrsp_2xx, hrsp_5xx, ...) and how many each `show stat` adds,
+    # as traffic flowing between two reads would.
+    answers: dict[str, int] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
 
     def scur(self) -> int:
         now = time.monotonic()
@@ -183,6 +188,9 @@ class FakeHAProxy:
         if backend is None:
             return NO_PROXY
         mask = int(words[3])
+        for server in backend.servers.values():
+            for name, count in server.traffic.items():
+                server.answers[name] = server.answers.get(name, 0) + count
         lines = ["# " + ",".join(STAT_HEADER) + ","]
         if mask & 4:
             lines += [self._stat_line(backend, s) for s in backend.servers.values()]
@@ -211,6 +219,7 @@ class FakeHAProxy:
                 check_status="L7OK" if checked else "",
                 # HAProxy quotes a CSV field that holds a comma.
                 check_desc='"Layer7 check passed, code: 200"' if checked else "",
+                **{name: str(server.answers.get(name, 0)) for name in HRSP_FIELDS},
             )
         return ",".join(values.get(name, "") for name in STAT_HEADER) + ","
 

@@ -32,6 +32,10 @@ def params(haproxy: FakeHAProxy, **overrides: Any) -> dict[str, Any]:
         "wait": True,
         "timeout": 2.0,
         "poll_interval": POLL_SECONDS,
+        "watch_servers": None,
+        "watch_seconds": 30.0,
+        "watch_min_requests": 20,
+        "watch_max_error_ratio": 0.05,
     }
     return {**base, **overrides}
 
@@ -569,6 +573,144 @@ def test_input_that_haproxy_would_misparse_is_refused(
     with pytest.raises(hr.RuntimeAPIError):
         hr.run(add_web2(haproxy, **overrides))
     assert haproxy.received == []
+
+
+# Watching the answers of servers (the release guard).
+
+
+def test_answers_count_every_status_class_and_5xx_apart(hr: ModuleType) -> None:
+    rows = [
+        {"svname": "v2-1", "hrsp_2xx": "90", "hrsp_3xx": "4", "hrsp_4xx": "1", "hrsp_5xx": "5"},
+        {"svname": "v2-2", "hrsp_2xx": "10", "hrsp_other": "1", "hrsp_5xx": ""},
+        {"svname": "v1-1", "hrsp_2xx": "1000", "hrsp_5xx": "1000"},
+    ]
+
+    counts = hr.count_answers(rows, ["v2-1", "v2-2", "v2-3"])
+
+    assert counts == {"v2-1": hr.Answers(100, 5), "v2-2": hr.Answers(11, 0)}
+    assert counts["v2-1"].ratio == 0.05
+    assert hr.Answers().ratio == 0.0
+
+
+def test_answers_since_the_baseline_survive_a_server_added_again(hr: ModuleType) -> None:
+    baseline = {"v2-1": hr.Answers(100, 10), "v2-2": hr.Answers(50, 0)}
+    # v2-1 went on; v2-2 was deleted and added again (its counters restarted); v2-3 is new.
+    now = {"v2-1": hr.Answers(130, 12), "v2-2": hr.Answers(5, 5), "v2-3": hr.Answers(7, 0)}
+
+    assert hr.answers_since(baseline, now) == hr.Answers(30 + 5 + 7, 2 + 5 + 0)
+    assert hr.answers_since(baseline, {}) == hr.Answers()
+
+
+@pytest.mark.parametrize(
+    ("requests", "errors", "expected"),
+    [
+        (100, 5, "passed"),  # at the limit still passes
+        (100, 6, "failed"),
+        (19, 19, "too_few"),  # every answer an error, but too few to judge
+        (20, 2, "failed"),
+        (0, 0, "too_few"),
+    ],
+)
+def test_verdict_needs_enough_answers_and_a_ratio_above_the_limit(
+    hr: ModuleType, requests: int, errors: int, expected: str
+) -> None:
+    assert hr.verdict(hr.Answers(requests, errors), 20, 0.05) == expected
+
+
+def test_verdict_with_no_minimum_still_needs_one_answer(hr: ModuleType) -> None:
+    assert hr.verdict(hr.Answers(0, 0), 0, 0.0) == "too_few"
+    assert hr.verdict(hr.Answers(1, 1), 0, 0.0) == "failed"
+
+
+def watch_params(haproxy: FakeHAProxy, **overrides: Any) -> dict[str, Any]:
+    watch = {
+        "state": "watch",
+        "server": None,
+        "watch_servers": ["web1", "web2"],
+        "watch_seconds": 0.3,
+        "watch_min_requests": 20,
+    }
+    return params(haproxy, **{**watch, **overrides})
+
+
+def test_watch_of_good_answers_passes_after_the_whole_time(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    web1 = haproxy.server("app", "web1")
+    assert web1 is not None
+    # Earlier answers, errors among them, are before the baseline and do not count.
+    web1.answers = {"hrsp_2xx": 1000, "hrsp_5xx": 900}
+    web1.traffic = {"hrsp_2xx": 5}
+    haproxy.add_server("app", "web2", "10.0.0.12", 8000, traffic={"hrsp_2xx": 14, "hrsp_5xx": 1})
+
+    result = hr.run(watch_params(haproxy))
+
+    watched = result["watch"]
+    # 1 answer in 20 is 5%: at the limit, which still passes.
+    assert watched["verdict"] == "passed" and watched["ratio"] == 0.05
+    assert watched["seconds"] >= 0.3
+    # Reads after the baseline, before the backend listed at the end.
+    polls = haproxy.received.count("show stat app 4 -1") - 2
+    assert watched["requests"] == 20 * polls and watched["errors"] == polls
+    assert result["changed"] is False and result["commands"] == []
+    assert haproxy.mutating() == []
+
+
+def test_watch_of_errors_stops_as_soon_as_the_ratio_is_exceeded(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    web1 = haproxy.server("app", "web1")
+    assert web1 is not None
+    web1.traffic = {"hrsp_2xx": 2, "hrsp_5xx": 8}
+
+    result = hr.run(watch_params(haproxy, watch_seconds=30.0, watch_max_error_ratio=0.5))
+
+    watched = result["watch"]
+    assert watched["verdict"] == "failed"
+    # Two reads after the baseline: 20 answers, 16 of them 5xx.
+    assert watched == {**watched, "requests": 20, "errors": 16, "ratio": 0.8}
+    assert watched["seconds"] < 1
+
+
+def test_watch_of_an_idle_release_has_too_few_answers(hr: ModuleType, haproxy: FakeHAProxy) -> None:
+    result = hr.run(watch_params(haproxy, watch_seconds=0.1))
+
+    assert result["watch"] == {**result["watch"], "requests": 0, "ratio": 0.0, "verdict": "too_few"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"watch_max_error_ratio": 1.5},
+        {"watch_max_error_ratio": -0.1},
+        {"watch_seconds": -1.0},
+        {"watch_servers": ["web1; disable server app/web1"]},
+    ],
+)
+def test_watch_input_out_of_range_is_refused(
+    hr: ModuleType, haproxy: FakeHAProxy, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(hr.RuntimeAPIError):
+        hr.run(watch_params(haproxy, **overrides))
+    assert haproxy.received == []
+
+
+def test_module_watch_needs_the_servers_and_returns_the_figures(
+    hr: ModuleType, haproxy: FakeHAProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = {"socket": haproxy.socket_path, "backend": "app", "state": "watch"}
+
+    code, result = run_module(hr, capsys, args)
+    assert code == 1 and "watch_servers" in result["msg"]
+
+    web1 = haproxy.server("app", "web1")
+    assert web1 is not None
+    web1.traffic = {"hrsp_2xx": 30}
+    code, result = run_module(
+        hr, capsys, {**args, "watch_servers": ["web1"], "watch_seconds": 0.1, "poll_interval": 0.05}
+    )
+    assert code == 0 and result["changed"] is False
+    assert result["watch"]["verdict"] == "passed" and result["watch"]["errors"] == 0
 
 
 # The module entry point, as Ansible runs it.

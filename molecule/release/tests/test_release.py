@@ -1,7 +1,8 @@
 """Releases under load: every request through NGINX is counted, none may fail.
 
 The tests run in file order against one provisioned server: a deploy of a changed app, a
-broken release that is refused, a rollback, two deploys at once, and a stale lock.
+broken release that is refused, a release whose pages fail that the guard reverts (the one
+test where requests fail: its 500s), a rollback, two deploys at once, and a stale lock.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +36,11 @@ from stackcheck import (
 )
 
 HISTORY = "/opt/webstack/releases/history.jsonl"
+# The summary's account of the release guard (roles/release/tasks/finish.yml).
+GUARD_SUMMARY = re.compile(
+    r"guard: (?P<requests>\d+) answers, (?P<errors>\d+) 5xx \((?P<percent>[\d.]+)%\) in "
+    r"(?P<seconds>[\d.]+)s, (?P<verdict>passed|too few to judge)"
+)
 LOCK = "/opt/webstack/releases/deploy.lock"
 
 
@@ -47,7 +54,7 @@ def running_versions(host) -> set[str]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The changed app, and a broken one whose server never starts."""
+    """The changed app, a broken one whose server never starts, and one whose pages fail."""
     base = tmp_path_factory.mktemp("apps")
     changed = changed_app(base / "changed")
     broken = base / "broken"
@@ -57,13 +64,31 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dockerfile = broken / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("webapp.wsgi:app", "webapp.missing:app"))
     assert "webapp.missing:app" in dockerfile.read_text() and gunicorn.exists()
-    return {"changed": changed, "broken": broken}
+    # Healthy to HAProxy (its health path answers 200), but every page answers 500.
+    failing = base / "failing"
+    shutil.copytree(changed, failing)
+    routes = failing / "webapp" / "routes.py"
+    page = 'return _text(f"{GREETING}\\n", "no-cache")'
+    assert page in routes.read_text()
+    routes.write_text(
+        routes.read_text().replace(page, 'return _text("broken page\\n", "no-store", status=500)')
+    )
+    return {"changed": changed, "broken": broken, "failing": failing}
 
 
 def test_deploy_ships_the_changed_app_without_a_failed_request(host, apps, tmp_path) -> None:  # type: ignore[no-untyped-def]
     before = running_versions(host)
     with load(tmp_path) as result:
-        code, output = finish(playbook("deploy.yml", "-e", f"app_source={apps['changed']}"))
+        # Watched longer than the scenario's guard: a good release passes it under load.
+        code, output = finish(
+            playbook(
+                "deploy.yml",
+                "-e",
+                f"app_source={apps['changed']}",
+                "-e",
+                "release_guard_seconds=10",
+            )
+        )
         deployed_at = time.time()
     assert code == 0, output[-4000:]
     assert_no_failed_request(result)
@@ -77,6 +102,11 @@ def test_deploy_ships_the_changed_app_without_a_failed_request(host, apps, tmp_p
     assert last["action"] == "deploy" and last["result"] == "success"
     assert last["version"] in after
     assert f"-> {last['version']}: done in" in output
+    guard = GUARD_SUMMARY.search(output)
+    assert guard, output[-4000:]
+    print("guard of a good release:", guard.group(0))
+    assert guard["verdict"] == "passed" and guard["errors"] == "0"
+    assert int(guard["requests"]) >= 100 and float(guard["seconds"]) >= 10
 
 
 def test_a_broken_release_is_refused_and_the_old_one_keeps_serving(  # type: ignore[no-untyped-def]
@@ -107,6 +137,46 @@ def test_a_broken_release_is_refused_and_the_old_one_keeps_serving(  # type: ign
     assert history(host)[-1]["result"] == "refused"
 
 
+def test_a_release_whose_pages_fail_is_reverted_by_the_guard(host, apps, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    serving = running_versions(host)
+    with load(tmp_path) as result:
+        started_at = time.time()
+        code, output = finish(
+            playbook(
+                "deploy.yml",
+                "-e",
+                f"app_source={apps['failing']}",
+                "-e",
+                "release_guard_seconds=30",
+            )
+        )
+        reverted_at = time.time()
+    assert code != 0
+    assert "was reverted by the release guard" in output, output[-4000:]
+    assert "serves again" in output
+    last = history(host)[-1]
+    assert last["result"] == "reverted" and last["action"] == "deploy", last
+    assert last["version"] not in serving
+    assert "release_guard_max_error_ratio" in last["note"], last
+    ratio = re.search(r"\(([\d.]+)%\)", last["note"])
+    assert ratio and float(ratio[1]) > 5, last
+    # The previous release serves again, alone, and only it answers once the play is over.
+    assert running_versions(host) == serving
+    assert len(app_containers(host)) == 2
+    assert fetch("/").text == NEW_TEXT + "\n"
+    assert loadprobe.texts_after(result, reverted_at - result["started_at"]) == {NEW_TEXT}
+    # The failing release's 500s are the probe's failures here, and only here.
+    statuses = sorted({str(failure.get("status")) for failure in result["failures"]})
+    failing = [second for second, _requests, failed in result["timeline"] if failed]
+    print(
+        f"guard revert: {last['note']}; deploy and revert took {reverted_at - started_at:.1f}s;"
+        f" the probe saw {result['failed']} failed requests (statuses {statuses}) in"
+        f" {len(failing)} seconds, from second {min(failing, default=0)} to"
+        f" {max(failing, default=0)} of {reverted_at - result['started_at']:.0f}"
+    )
+    assert result["failed"] > 0
+
+
 def test_rollback_returns_to_the_previous_release(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with load(tmp_path) as result:
         code, output = finish(playbook("rollback.yml"))
@@ -116,6 +186,8 @@ def test_rollback_returns_to_the_previous_release(host, tmp_path) -> None:  # ty
     assert loadprobe.texts_after(result, rolled_at - result["started_at"]) == {OLD_TEXT}
     assert history(host)[-1]["action"] == "rollback"
     assert len(app_containers(host)) == 2
+    # A rollback target is watched by the guard too.
+    assert GUARD_SUMMARY.search(output), output[-4000:]
 
 
 def test_two_deploys_at_once_one_is_refused_by_the_lock(host, apps, tmp_path) -> None:  # type: ignore[no-untyped-def]
