@@ -133,6 +133,9 @@ def test_maintenance_mode_answers_its_page_and_switches_without_a_failed_request
             host.check_output(f"mkdir -p $(dirname {challenge}) && echo token > {challenge}")
             assert fetch("/.well-known/acme-challenge/probe").text.strip() == "token"
             host.check_output(f"rm -f {challenge}")
+            code, output = finish(playbook("status.yml"))
+            assert code == 0, output[-3000:]
+            assert "maintenance: on since " in " ".join(output.split())
             time.sleep(3)
             off_from = time.time()
             code, output = finish(playbook("maintenance.yml", "-e", "maintenance=off"))

@@ -175,6 +175,12 @@ def test_a_release_whose_pages_fail_is_reverted_by_the_guard(host, apps, tmp_pat
         f" {max(failing, default=0)} of {reverted_at - result['started_at']:.0f}"
     )
     assert result["failed"] > 0
+    # status.yml shows the revert among the last releases, with the guard's figures.
+    code, output = finish(playbook("status.yml"))
+    assert code == 0, output[-3000:]
+    shown = " ".join(output.split())
+    assert f"deploy {last['version']}: reverted" in shown, shown[-3000:]
+    assert "release guard:" in shown.split(f"deploy {last['version']}: reverted", 1)[1]
 
 
 def test_rollback_returns_to_the_previous_release(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
