@@ -112,6 +112,43 @@ def test_an_nginx_config_change_reloads_gracefully(host, tmp_path) -> None:  # t
     assert docker_inspect(host, f"{STACK}-nginx")["State"]["StartedAt"] == started_at
 
 
+RELOADS_IN_A_ROW = 8
+
+
+def test_reloads_in_a_row_lose_no_request_posts_included(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """HAProxy and NGINX reloaded in turns under a POST-heavy load, as their handlers do.
+
+    NGINX reuses keep-alive connections to HAProxy for GET, HEAD and OPTIONS; each HAProxy
+    reload closes the old process's idle ones, and NGINX retries a GET that met such a close.
+    POSTs go on new connections and must never fail nor be replayed.
+    """
+    since = host.check_output("date +%s")
+    with load(tmp_path, post_workers=3) as result:
+        time.sleep(2)
+        for _ in range(RELOADS_IN_A_ROW):
+            host.check_output(f"docker exec {STACK}-haproxy sh -c 'kill -USR2 1'")
+            time.sleep(1.5)
+            host.check_output(
+                f"docker exec {STACK}-nginx nginx -c /etc/nginx/webstack/nginx.conf -s reload"
+            )
+            time.sleep(1.5)
+        time.sleep(3)
+    report(f"{RELOADS_IN_A_ROW} HAProxy and {RELOADS_IN_A_ROW} NGINX reloads", result, 0.0)
+    # GETs NGINX sent on a keep-alive connection HAProxy closed, and sent again on another.
+    closed = host.check_output(
+        f"docker logs --since {since} {STACK}-nginx 2>&1"
+        " | grep -c 'upstream prematurely closed\\|reset by peer' || true"
+    )
+    print(
+        f"fault: reloads: {result['by_kind']['post']['requests']} POSTs,"
+        f" {result['retried_on_idle_close']} retried on idle close by the client,"
+        f" {closed} requests NGINX sent again after HAProxy closed a kept connection"
+    )
+    assert_no_failed_request(result)
+    assert result["by_kind"]["post"]["requests"] > 100
+    assert all_servers_up(host)
+
+
 def test_maintenance_mode_answers_its_page_and_switches_without_a_failed_request(  # type: ignore[no-untyped-def]
     host, tmp_path
 ) -> None:
