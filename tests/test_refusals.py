@@ -86,6 +86,8 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({"app_keep_releases": 0}, "app_keep_releases"),
         ({"healer_pause_max_minutes": 0}, "healer_pause_max_minutes"),
         ({"app_before_switch": {"run": "migrate"}}, "app_before_switch"),
+        ({"nginx_upstream_keepalive_timeout": "90s"}, "nginx_upstream_keepalive_timeout"),
+        ({"nginx_upstream_keepalive_timeout": "soon"}, "nginx_upstream_keepalive_timeout"),
         ({"app_before_switch": ["manage.py", 7]}, "app_before_switch"),
         ({"nginx_acme_domains": ["not a host"]}, "nginx_acme_domains"),
         ({"nginx_acme_domains": ["*.example.com"]}, "nginx_acme_domains"),
