@@ -103,6 +103,8 @@ def test_a_failing_before_switch_refuses_the_release_with_nothing_switched(host,
     message = " ".join(output.split("fatal:", 1)[-1].split())
     assert "before_switch" in message and "(exit 3," in message, message[:3000]
     assert "migration 7 of 9 failed" in message and "nothing was switched" in message
+    # No replica of the refused release ever ran: no empty "log" of one is shown.
+    assert "No replica of" in message and "'s log:" not in message, message[:3000]
     assert app_container_ids(host) == before
     assert fetch("/").text == FIRST + "\n"
     assert history(host)[-1]["result"] == "refused"
