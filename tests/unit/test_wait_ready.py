@@ -1,4 +1,4 @@
-"""roles/app/files/wait_ready.py: the health-path gate of images without a HEALTHCHECK.
+"""roles/release/files/wait_ready.py: the health-path gate of images without a HEALTHCHECK.
 
 A real HTTP server on loopback answers the probe; the container's state comes from a
 stand-in `docker` on PATH that prints what `docker inspect -f` would.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "app" / "files" / "wait_ready.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "release" / "files" / "wait_ready.py"
 
 
 class Health(BaseHTTPRequestHandler):

@@ -2,14 +2,17 @@
 """Wait until an app replica is ready, or say why it never will.
 
     wait_ready.py CONTAINER URL TIMEOUT_SECONDS [--docker-health]
+    wait_ready.py CONTAINER settle:SECONDS TIMEOUT_SECONDS
+
 
 Run on the server (python3's standard library and the docker CLI). For an image without a
 HEALTHCHECK the health path is the gate: ready at its first 200. With --docker-health (an
 image with a HEALTHCHECK, which is respected) ready is Docker's verdict "healthy", and
 "unhealthy" is final. One call for the whole wait, polling every quarter second (an Ansible
 retry loop polls once a round trip), and it gives up at once when the container stops running
-(a crash at start need not wait for the timeout). Exit 0 when ready, 1 otherwise, with the
-reason on stdout.
+(a crash at start need not wait for the timeout). A worker (no HTTP, no HEALTHCHECK) is
+ready once it has been running for the settle time without a restart. Exit 0 when ready,
+1 otherwise, with the reason on stdout.
 """
 
 from __future__ import annotations
@@ -83,6 +86,41 @@ def wait_healthy(name: str, timeout: float) -> int:
         time.sleep(POLL_SECONDS)
 
 
+def wait_settled(name: str, settle: float, timeout: float) -> int:
+    """A worker: running, and still the same run, settle seconds after it started."""
+    started = time.monotonic()
+    first = None
+    while True:
+        elapsed = time.monotonic() - started
+        result = subprocess.run(
+            [
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}}",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        state = result.stdout.strip() if result.returncode == 0 else "gone"
+        if not state.startswith("running"):
+            print(f"the container stopped ({state.rsplit(' ', 1)[0]}) after {elapsed:.1f}s")
+            return 1
+        first = first or state
+        if state != first:
+            print(f"the container restarted after {elapsed:.1f}s")
+            return 1
+        if elapsed >= settle:
+            print(f"running for {elapsed:.1f}s")
+            return 0
+        if elapsed >= timeout:
+            print(f"not settled within {timeout:g}s")
+            return 1
+        time.sleep(POLL_SECONDS)
+
+
 def main(argv: list[str]) -> int:
     docker_mode = "--docker-health" in argv
     argv = [arg for arg in argv if arg != "--docker-health"]
@@ -92,6 +130,8 @@ def main(argv: list[str]) -> int:
     name, url, timeout = argv[0], argv[1], float(argv[2])
     if docker_mode:
         return wait_healthy(name, timeout)
+    if url.startswith("settle:"):
+        return wait_settled(name, float(url.split(":", 1)[1]), timeout)
     started = time.monotonic()
     checked_state = 0.0
     last = "nothing yet"
