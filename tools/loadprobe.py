@@ -8,7 +8,8 @@ dropped anything. Exit code 0 whatever the traffic saw, 2 for invalid arguments.
     python3 tools/loadprobe.py --url http://127.0.0.1:18080 --seconds 120 \\
         --max-requests 20000 --out result.json [--stop-file PATH] [--start-file PATH]
 
-Worker kinds:
+Worker kinds (every path below is under --prefix, empty by default: with --prefix /api a
+keep-alive worker asks for /api/ and /api/counter, a slow one for /api/slow?seconds=N):
   keepalive  one persistent connection each, GET / (every --counter-every-th: GET /counter)
   fresh      a new connection per request (Connection: close), GET /
   slow       GET /slow?seconds=N back to back on a persistent connection, so a slow request
@@ -50,6 +51,7 @@ import http.client
 import json
 import math
 import os
+import re
 import select
 import socket
 import sys
@@ -65,6 +67,8 @@ KINDS = ("keepalive", "fresh", "slow", "post")
 # Only these are sent again after an idle close (RFC 9110, section 9.2.2: idempotent methods).
 RETRY_METHODS = frozenset({"GET", "HEAD"})
 POST_PATH = "/counter"
+# --prefix: where an app served under a path prefix (a route such as /api/) has its paths.
+PREFIX_PATTERN = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 POST_BODY = b'{"source":"loadprobe"}'
 # localhost is pinned to 127.0.0.1 instead of being resolved: /etc/hosts or a resolver
 # could otherwise point it somewhere else, and the probe must never leave this machine.
@@ -119,6 +123,17 @@ class Config:
     timeout: float
     failure_pause: float
     pace: float
+    # Put before every path: "" or "/api", never ending with a slash.
+    prefix: str = ""
+
+    @property
+    def home(self) -> str:
+        """The path whose answers are the app's texts."""
+        return self.prefix + "/"
+
+    @property
+    def counter_path(self) -> str:
+        return self.prefix + POST_PATH
 
 
 class Record(NamedTuple):
@@ -186,6 +201,15 @@ def parse_target(url: str) -> Target:
     port = port or 80
     host_header = f"localhost:{port}" if host == "localhost" else None
     return Target(connect_host=LOOPBACK_HOSTS[host], port=port, host_header=host_header)
+
+
+def parse_prefix(prefix: str) -> str:
+    """Accept "" or a path prefix such as /api (no trailing slash, no query)."""
+    if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix) or "/." in prefix:
+        raise ProbeConfigError(
+            f"the prefix must be empty or a path such as /api (no trailing slash), got {prefix!r}"
+        )
+    return prefix
 
 
 def _finite(name: str, value: float, low: float, high: float, *, low_open: bool) -> float:
@@ -315,17 +339,20 @@ class _Worker:
 
     def _main(self) -> None:
         try:
+            config = self.config
             if self.kind == "fresh":
-                self._run_fresh("GET", "/", None, {})
+                self._run_fresh("GET", config.home, None, {})
             elif self.kind == "post":
-                self._run_fresh("POST", POST_PATH, POST_BODY, {"Content-Type": "application/json"})
+                self._run_fresh(
+                    "POST", config.counter_path, POST_BODY, {"Content-Type": "application/json"}
+                )
             elif self.kind == "slow":
-                path = f"/slow?seconds={self.config.slow_seconds:g}"
+                path = f"{config.prefix}/slow?seconds={config.slow_seconds:g}"
                 self._run_persistent(lambda _n: path)
             else:
-                every = self.config.counter_every
+                every = config.counter_every
                 self._run_persistent(
-                    lambda n: "/counter" if every and n % every == 0 else "/",
+                    lambda n: config.counter_path if every and n % every == 0 else config.home,
                 )
         except Exception as exc:  # a bug must show up in the result, not kill a thread quietly
             self.crash = _describe(exc)
@@ -458,11 +485,11 @@ class _Worker:
             pass
         elif error is None and not 200 <= (status or 0) < 300:
             error = f"HTTP {status}"
-        elif error is None and path == "/":
+        elif error is None and path == self.config.home:
             text = self.shared.intern(attempt.body.decode("utf-8", "replace").strip()[:TEXT_LIMIT])
-        elif error is None and path == "/counter":
+        elif error is None and path == self.config.counter_path:
             visits, error = _parse_counter(attempt.body)
-        if path != "/" or error is not None or maintenance:
+        if path != self.config.home or error is not None or maintenance:
             version = None
         elif version is not None:
             version = self.shared.intern(version[:TEXT_LIMIT])
@@ -540,6 +567,7 @@ def run(
     log_requests: bool = False,
     failure_pause: float = 0.05,
     pace: float = 0.0,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Run the load and return the result document (see the module docstring)."""
     config = Config(
@@ -557,6 +585,7 @@ def run(
         timeout=_finite("timeout", timeout, 0.0, 3600.0, low_open=True),
         failure_pause=_finite("failure_pause", failure_pause, 0.0, 10.0, low_open=False),
         pace=_finite("pace", pace, 0.0, 10.0, low_open=False),
+        prefix=parse_prefix(prefix),
     )
     workers_total = sum(config.workers.values())
     if not 1 <= workers_total <= MAX_WORKERS:
@@ -704,7 +733,7 @@ def _build_result(
                         },
                     )
                 )
-            elif record.path == "/":
+            elif record.path == config.home:
                 if run_first is None or (record.text, record.version) != (
                     run_first.text,
                     run_first.version,
@@ -714,7 +743,7 @@ def _build_result(
                     texts.append([record.offset, record.text, record.version])
                     run_first = record
                 run_last = record
-            elif record.path == "/counter":
+            elif record.path == config.counter_path:
                 counter.append(
                     [_r(record.offset), record.visits, _r(record.offset + record.duration)]
                 )
@@ -786,6 +815,7 @@ def _build_result(
             "slow_seconds": config.slow_seconds,
             "counter_every": config.counter_every,
             "timeout": config.timeout,
+            "prefix": config.prefix,
         },
         "worker_errors": [
             f"{worker.kind}-{worker.index}: {worker.crash}" for worker in workers if worker.crash
@@ -813,7 +843,7 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 
 def texts_after(result: dict[str, Any], offset: float) -> set[str]:
-    """Texts of GET / answered to requests started at or after offset (seconds since start)."""
+    """Texts of GET <prefix>/ answered to requests started at or after offset (in seconds)."""
     return {item[1] for item in result["texts"] if item[0] >= offset}
 
 
@@ -968,6 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds a worker waits after a successful request (0: as fast as it can)",
     )
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="path prefix of every request, such as /api for an app routed at /api/ (default none)",
+    )
     parser.add_argument("--out", help="write the result JSON here")
     parser.add_argument("--stop-file", help="stop early once this file exists")
     parser.add_argument(
@@ -1000,6 +1035,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_requests=args.log_requests,
             failure_pause=args.failure_pause,
             pace=args.pace,
+            prefix=args.prefix,
         )
     except ProbeConfigError as exc:
         parser.error(str(exc))

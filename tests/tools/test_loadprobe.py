@@ -45,6 +45,8 @@ class Behaviour:
     # (path, Content-Type, Connection, body) of every POST, and the connection count.
     posts: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
     connections: int = 0
+    # Serve under this path prefix (as an app routed at /api/ does); anything else is a 404.
+    prefix: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fault(self) -> str | None:
@@ -106,10 +108,19 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _path(self) -> str | None:
+        """The path under the behaviour's prefix, None outside it."""
+        prefix = self.server.behaviour.prefix
+        path = urlsplit(self.path).path
+        if not path.startswith(prefix + "/"):
+            return None
+        return path[len(prefix) :]
+
     def do_GET(self) -> None:
         behaviour = self.server.behaviour
         url = urlsplit(self.path)
-        if url.path == "/":
+        path = self._path()
+        if path == "/":
             fault = behaviour.next_fault()
             if fault == "hangup":
                 self.close_connection = True
@@ -128,11 +139,11 @@ class Handler(BaseHTTPRequestHandler):
                 with behaviour.lock:
                     text, version = behaviour.text, behaviour.version
                 self._send(200, f"{text}\n".encode(), {"X-App-Version": version})
-        elif url.path == "/slow":
+        elif path == "/slow":
             seconds = float(parse_qs(url.query).get("seconds", ["1"])[0])
             time.sleep(min(seconds, 10.0))
             self._send(200, f"slept {seconds:g}".encode())
-        elif url.path == "/counter":
+        elif path == "/counter":
             self._counter()
         else:
             self._send(404, b"not found\n")
@@ -151,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             behaviour.posts.append(
                 (self.path, self.headers["Content-Type"], self.headers["Connection"], body)
             )
-        if self.path != "/counter":
+        if self._path() != "/counter":
             self._send(404, b"not found\n")
             return
         fault = behaviour.next_post_fault()
@@ -265,7 +276,42 @@ def test_refuses_leftover_stop_file(tmp_path: Path) -> None:
         loadprobe.run("http://127.0.0.1:9", seconds=1, max_requests=10, stop_file=stop)
 
 
+@pytest.mark.parametrize("prefix", ["api", "/api/", "/api?x=1", "//api", "/a b", "/api/.."])
+def test_refuses_bad_prefixes(prefix: str) -> None:
+    with pytest.raises(loadprobe.ProbeConfigError, match="prefix"):
+        loadprobe.run("http://127.0.0.1:9", seconds=1, max_requests=10, prefix=prefix)
+
+
 # ---- runs against the test server -----------------------------------------------------------
+
+
+def test_prefix_puts_every_request_under_it(server: Served) -> None:
+    """An app routed at /api/ is probed at /api/, /api/slow and /api/counter, nowhere else."""
+    server.behaviour.prefix = "/api"
+    settings: dict[str, Any] = {
+        "seconds": 10,
+        "max_requests": 120,
+        "keepalive_workers": 2,
+        "fresh_workers": 1,
+        "slow_workers": 1,
+        "post_workers": 1,
+        "slow_seconds": 0.05,
+        "counter_every": 3,
+        "timeout": 5,
+    }
+    result = loadprobe.run(server.url, prefix="/api", log_requests=True, **settings)
+    assert_consistent(result)
+    assert result["failed"] == 0, result["failures"][:5]
+    assert all(result["by_kind"][kind]["requests"] > 0 for kind in loadprobe.KINDS)
+    assert loadprobe.texts_after(result, 0) == {"v1"}
+    assert result["counter"] and loadprobe.counter_monotonic(result)
+    assert result["config"]["prefix"] == "/api"
+    paths = {row[4].split("?")[0] for row in result["requests_log"]}
+    assert paths == {"/api/", "/api/slow", "/api/counter"}
+    assert {post[0] for post in server.behaviour.posts} == {"/api/counter"}
+    # Without the prefix the same server answers 404 to everything: every request fails.
+    unprefixed = loadprobe.run(server.url, **{**settings, "max_requests": 20})
+    assert unprefixed["failed"] == unprefixed["requests"] == 20
 
 
 def test_counts_injected_failures_exactly(server: Served) -> None:

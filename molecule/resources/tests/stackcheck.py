@@ -101,9 +101,10 @@ def haproxy_servers(host, backend: str = "app") -> list[dict[str, str]]:  # type
     return result["servers"]
 
 
-def app_containers(host) -> list[str]:  # type: ignore[no-untyped-def]
+def app_containers(host, service: str = "app") -> list[str]:  # type: ignore[no-untyped-def]
+    """Names of the running containers of a service (default: the one-service stack's app)."""
     out = host.check_output(
-        f"docker ps --filter label=webstack.stack={STACK} --filter label=webstack.service=app"
+        f"docker ps --filter label=webstack.stack={STACK} --filter label=webstack.service={service}"
         " --format '{{.Names}}'"
     )
     return sorted(out.split())
@@ -153,12 +154,15 @@ def load(
     post_workers: int = 1,
     keepalive_workers: int = 3,
     fresh_workers: int = 2,
+    slow_workers: int = 2,
     pace: float = 0.02,
+    prefix: str = "",
 ) -> Iterator[dict]:
     """Run the load probe around the block; the yielded dict gets the result at exit.
 
     counter_every=0 and post_workers=0 suit an app without the sample's /counter. Fewer
-    workers and a slower pace keep the load under a rate limit.
+    workers and a slower pace keep the load under a rate limit. prefix ("/api") loads a
+    service routed under a path prefix ("/api/"); two loads at once need two tmp_paths.
     """
     out, start, stop = tmp_path / "load.json", tmp_path / "started", tmp_path / "stop"
     probe = subprocess.Popen(
@@ -170,12 +174,13 @@ def load(
             f"--max-requests={LOAD_MAX_REQUESTS}",
             f"--keepalive-workers={keepalive_workers}",
             f"--fresh-workers={fresh_workers}",
-            "--slow-workers=2",
+            f"--slow-workers={slow_workers}",
             f"--post-workers={post_workers}",
             "--slow-seconds=3",
             f"--counter-every={counter_every}",
             # Paced so the deploy under test still gets CPU on a two-core machine.
             f"--pace={pace}",
+            f"--prefix={prefix}",
             f"--out={out}",
             f"--start-file={start}",
             f"--stop-file={stop}",
@@ -196,8 +201,10 @@ def load(
         probe.wait(timeout=LOAD_SECONDS + 60)
     holder.update(json.loads(out.read_text()))
     # The figures of every run show in the verifier's output (molecule passes -s).
+    where = f" on {prefix}/" if prefix else ""
     print(
-        f"load: {holder['requests']} requests ({holder['by_kind']}), {holder['failed']} failed,"
+        f"load{where}: {holder['requests']} requests ({holder['by_kind']}),"
+        f" {holder['failed']} failed,"
         f" {holder['retried_on_idle_close']} retried on idle close,"
         f" p50 {holder['latency']['p50']} ms, p99 {holder['latency']['p99']} ms"
     )
