@@ -22,6 +22,16 @@ PLAYBOOK_BIN = Path(sys.executable).parent / "ansible-playbook"
 ACME = {"nginx_acme_domains": ["www.example.com"]}
 
 
+def backend(name: str, route: str, **changes: object) -> dict[str, object]:
+    """An item of haproxy_backends, with changes."""
+    item = {"name": name, "port": 8000, "health_path": "/healthz", "route": route, "servers": []}
+    return {**item, **changes}
+
+
+def static(url: str, directory: str) -> dict[str, list[dict[str, str]]]:
+    return {"nginx_static_locations": [{"url": url, "dir": directory}]}
+
+
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
@@ -103,6 +113,29 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({"release_guard_max_error_ratio": "five percent"}, "release_guard_max_error_ratio"),
         ({"release_guard_seconds": -30}, "release_guard_seconds"),
         ({"release_guard_min_requests": -1}, "release_guard_min_requests"),
+        ({"haproxy_backends": [backend("a", "/api/"), backend("b", "/api/")]}, "haproxy_backends"),
+        (
+            {"haproxy_backends": [backend("a", "a.example.com"), backend("b", "A.example.com")]},
+            "haproxy_backends",
+        ),
+        ({"haproxy_backends": [backend("a", "/api")]}, "haproxy_backends"),
+        ({"haproxy_backends": [backend("a", "/"), backend("a", "/api/")]}, "haproxy_backends"),
+        ({"haproxy_backends": [backend("webstack_no_route", "/api/")]}, "haproxy_backends"),
+        ({"haproxy_backends": [backend("a b", "/")]}, "haproxy_backends"),
+        ({"haproxy_backends": [backend("a", "/", port=70000)]}, "haproxy_backends"),
+        ({"haproxy_backends": [backend("a", "/", health_path="healthz")]}, "haproxy_backends"),
+        (
+            {"haproxy_backends": [backend("a", "/", servers=[{"name": "x", "host": "y"}] * 2)]},
+            "haproxy_backends",
+        ),
+        ({"haproxy_backends": [backend("a", "/", weight=3)]}, "haproxy_backends"),
+        (static("/static", "/opt/webstack/static"), "nginx_static_locations"),
+        (static("static/", "/opt/webstack/static"), "nginx_static_locations"),
+        (static("/", "/opt/webstack/static"), "nginx_static_locations"),
+        (static("/x/", "/etc"), "nginx_static_locations"),
+        (static("/x/", "/opt/webstack/services/../../etc"), "nginx_static_locations"),
+        (static("/x/", "/opt/webstack/static-other"), "nginx_static_locations"),
+        ({"nginx_static_locations": [{"url": "/x/"}]}, "nginx_static_locations"),
     ],
 )
 def test_bad_input_is_refused_before_any_change(
@@ -126,6 +159,27 @@ def test_a_guard_ratio_outside_0_to_1_is_refused_before_a_release(
     assert counts == {**counts, "failed": 1, "changed": 0, "unreachable": 0}, result.stdout
     failure = result.stdout.split("fatal:", 1)[-1]
     assert "release_guard_max_error_ratio must be a share between 0 and 1" in failure
+
+
+def test_several_services_pass_validation(inventory: Path) -> None:
+    result = run_playbook(
+        inventory,
+        {
+            "haproxy_backends": [
+                backend("app", "/", servers=[{"name": "v1-1", "host": "webstack-app-v1-1"}]),
+                backend("api", "/api/", port=9000, health_path="/ping"),
+                backend("apiv2", "/api/v2/"),
+                backend("admin", "admin.example.com"),
+                backend("batch", ""),
+            ],
+            "nginx_static_locations": [
+                {"url": "/static/", "dir": "/opt/webstack/static"},
+                {"url": "/api/static/", "dir": "/opt/webstack/services/api/static/"},
+            ],
+        },
+    )
+    counts = recap(result.stdout)
+    assert counts["unreachable"] == 1 and counts["failed"] == 0, result.stdout
 
 
 def test_app_source_without_dockerfile_is_refused(inventory: Path, tmp_path: Path) -> None:
