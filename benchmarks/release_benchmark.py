@@ -158,7 +158,7 @@ def app_copy(parent: Path, name: str, greeting: str) -> Path:
 
 
 def source_tag(source: Path) -> str:
-    """The release tag roles/app/tasks/version.yml derives from an app source."""
+    """The release tag roles/release/tasks/version.yml derives from an app source."""
     skip = re.compile(r"(/__pycache__/|\.pyc$|/\.pytest_cache/|/tests/)")
     files = [
         path
