@@ -84,7 +84,9 @@ def test_a_container_that_stopped_is_given_up_at_once(tmp_path: Path) -> None:
     assert elapsed < 10
 
 
-def run_docker_health(tmp_path: Path, states: list[str], timeout: str = "5") -> tuple[int, str]:
+def run_docker_health(
+    tmp_path: Path, states: list[str], timeout: str = "5", target: str = "http://127.0.0.1:9/up"
+) -> tuple[int, str]:
     """The stand-in docker answers each state in turn, then the last one again and again."""
     queue = tmp_path / "states"
     queue.write_text("\n".join(states) + "\n")
@@ -97,7 +99,8 @@ def run_docker_health(tmp_path: Path, states: list[str], timeout: str = "5") -> 
     docker.chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "app-1", "http://127.0.0.1:9/up", timeout, "--docker-health"],
+        [sys.executable, str(SCRIPT), "app-1", target, timeout]
+        + ([] if target.startswith("settle:") else ["--docker-health"]),
         capture_output=True,
         text=True,
         env=env,
@@ -125,3 +128,25 @@ def test_docker_health_mode_gives_up_on_a_stopped_container(tmp_path: Path) -> N
 def test_docker_health_mode_times_out(tmp_path: Path) -> None:
     code, output = run_docker_health(tmp_path, ["running 0 starting"], timeout="1")
     assert code == 1 and "not healthy within 1s (state running 0 starting)" in output, output
+
+
+# A worker has no HTTP and no HEALTHCHECK: it is ready once it has kept running, in the same
+# run (same start time), for the settle time.
+START = "2026-11-27T10:00:00.000000000Z"
+
+
+def test_a_worker_is_ready_once_it_kept_running_for_the_settle_time(tmp_path: Path) -> None:
+    code, output = run_docker_health(tmp_path, [f"running 0 {START}"], target="settle:0.5")
+    assert code == 0 and output.startswith("running for"), output
+
+
+def test_a_worker_that_exits_is_not_ready(tmp_path: Path) -> None:
+    states = [f"running 0 {START}", f"exited 1 {START}"]
+    code, output = run_docker_health(tmp_path, states, target="settle:5")
+    assert code == 1 and "the container stopped (exited 1)" in output, output
+
+
+def test_a_worker_restarted_by_docker_is_not_ready(tmp_path: Path) -> None:
+    states = [f"running 0 {START}", "running 0 2026-11-27T10:00:01.000000000Z"]
+    code, output = run_docker_health(tmp_path, states, target="settle:5")
+    assert code == 1 and "restarted" in output, output

@@ -38,32 +38,24 @@ def probe(url: str) -> str:
         return type(error).__name__
 
 
-def container_state(name: str) -> str:
+def inspect(name: str, template: str) -> str:
+    """docker inspect's rendering of template for the container, or "gone"."""
     result = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name],
-        capture_output=True,
-        text=True,
-        check=False,
+        ["docker", "inspect", "-f", template, name], capture_output=True, text=True, check=False
     )
     return result.stdout.strip() if result.returncode == 0 else "gone"
+
+
+def container_state(name: str) -> str:
+    return inspect(name, "{{.State.Status}} {{.State.ExitCode}}")
 
 
 def docker_health(name: str) -> str:
     """ "<status> <exit code> <health>", or "gone"."""
-    result = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{.State.ExitCode}}"
-            " {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    return inspect(
+        name,
+        "{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
     )
-    return result.stdout.strip() if result.returncode == 0 else "gone"
 
 
 def wait_healthy(name: str, timeout: float) -> int:
@@ -92,19 +84,7 @@ def wait_settled(name: str, settle: float, timeout: float) -> int:
     first = None
     while True:
         elapsed = time.monotonic() - started
-        result = subprocess.run(
-            [
-                "docker",
-                "inspect",
-                "-f",
-                "{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}}",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        state = result.stdout.strip() if result.returncode == 0 else "gone"
+        state = inspect(name, "{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}}")
         if not state.startswith("running"):
             print(f"the container stopped ({state.rsplit(' ', 1)[0]}) after {elapsed:.1f}s")
             return 1
