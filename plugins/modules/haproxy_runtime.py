@@ -50,9 +50,11 @@ options:
       - V(ready) sets the server's administrative state to ready.
       - V(drain) stops sending it new connections; established sessions go on.
       - V(maint) stops sending it any traffic and stops its health checks.
-      - V(absent) puts the server in maintenance, disables its health checks, and deletes it
-        as soon as HAProxy accepts to, that is once its last connection has closed. The
-        deletion is retried until O(timeout), whatever O(wait) says.
+      - V(absent) drains the server first (with O(wait), until it has no session left, as
+        V(drain) does), then puts it in maintenance, disables its health checks, and deletes
+        it as soon as HAProxy accepts to, that is once its last connection has closed. The
+        deletion is retried until O(timeout), whatever O(wait) says. One call retires a
+        server gracefully; a server already in maintenance is not drained.
       - V(command) sends O(command) as it is and returns the reply in RV(stdout).
       - V(watch) only reads. It takes the answer counters (C(hrsp_1xx) to C(hrsp_other)) of
         O(watch_servers) as a baseline, polls them every O(poll_interval) seconds for
@@ -91,7 +93,7 @@ options:
       - With V(present) and V(ready), wait until C(show stat) reports the server C(UP)
         (or C(no check) for a server without health checks). A status such as C(UP 1/2) means
         that its checks have not passed yet, and is waited through.
-      - With V(drain) and V(maint), wait until the server has no session left
+      - With V(drain), V(maint) and V(absent), wait until the server has no session left
         (C(scur) + C(qcur) = 0).
       - Never waits in check mode.
     type: bool
@@ -707,11 +709,17 @@ class ServerController:
                 self.wait_idle()
         return changed
 
-    def ensure_absent(self) -> bool:
+    def ensure_absent(self, wait: bool = True) -> bool:
         view = self.current()
         if view is None:
             return False
         if view.admin != "maint":
+            # Drain first: requests in flight and queued ones finish on it, new ones go
+            # elsewhere; maintenance then only stops what is left (idle connections, checks).
+            if view.admin != "drain":
+                self.send(f"set server {self.ref} state drain")
+            if wait and not self.check_mode:
+                self.wait_idle()
             self.send(f"set server {self.ref} state maint")
         # Best effort: a server without checks answers that none are configured.
         self.send(f"disable health {self.ref}", accept=lambda _reply: True)
@@ -893,7 +901,7 @@ def run(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 params["address"], params["port"], params["server_options"], params["wait"]
             )
         elif state == "absent":
-            result["changed"] = controller.ensure_absent()
+            result["changed"] = controller.ensure_absent(params["wait"])
         else:
             result["changed"] = controller.ensure_admin(state, params["wait"])
         result["commands"] = controller.commands

@@ -450,7 +450,36 @@ def test_absent_retries_until_the_connections_are_gone(
     assert haproxy.server("app", "web1") is None
     deletes = [cmd for cmd in haproxy.mutating() if cmd.startswith("del server")]
     assert len(deletes) >= 2
-    assert haproxy.mutating()[:2] == ["set server app/web1 state maint", "disable health app/web1"]
+    assert haproxy.mutating()[:3] == [
+        "set server app/web1 state drain",
+        "set server app/web1 state maint",
+        "disable health app/web1",
+    ]
+
+
+def test_absent_drains_until_the_sessions_end_before_maintenance(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    haproxy.hold_sessions("app", "web1", 2, seconds=0.3)
+    started = time.monotonic()
+
+    hr.run(params(haproxy, state="absent"))
+
+    # Maintenance came only once the two requests had finished on the drained server.
+    assert time.monotonic() - started >= 0.3
+    assert haproxy.mutating()[:2] == ["set server app/web1 state drain", "set server app/web1 state maint"]
+    assert haproxy.server("app", "web1") is None
+
+
+def test_absent_of_a_drained_server_does_not_drain_again(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    hr.run(params(haproxy, state="drain"))
+    sent = len(haproxy.mutating())
+
+    hr.run(params(haproxy, state="absent"))
+
+    assert haproxy.mutating()[sent] == "set server app/web1 state maint"
 
 
 def test_absent_twice_changes_nothing_the_second_time(hr: ModuleType, haproxy: FakeHAProxy) -> None:
@@ -477,10 +506,24 @@ def test_absent_of_a_server_in_maintenance_skips_maint(
 def test_absent_times_out_while_connections_last(hr: ModuleType, haproxy: FakeHAProxy) -> None:
     haproxy.hold_sessions("app", "web1", 3, seconds=5)
 
-    with pytest.raises(hr.RuntimeAPIError, match="still has connections") as error:
+    with pytest.raises(hr.RuntimeAPIError, match="timed out after 0.2s") as error:
         hr.run(params(haproxy, state="absent", timeout=0.2))
 
-    assert "status='MAINT' scur='3' qcur='0'" in str(error.value)
+    # It never left drain: the requests in flight were not cut by maintenance.
+    assert "waiting for app/web1 to have no session" in str(error.value)
+    assert "scur='3' qcur='0'" in str(error.value)
+    assert "set server app/web1 state maint" not in haproxy.mutating()
+    assert haproxy.server("app", "web1") is not None
+
+
+def test_absent_without_wait_still_deletes_only_once_the_connections_are_gone(
+    hr: ModuleType, haproxy: FakeHAProxy
+) -> None:
+    haproxy.hold_sessions("app", "web1", 1, seconds=5)
+
+    with pytest.raises(hr.RuntimeAPIError, match="still has connections"):
+        hr.run(params(haproxy, state="absent", wait=False, timeout=0.2))
+
     assert haproxy.server("app", "web1") is not None
 
 

@@ -310,10 +310,10 @@ def text_app(base: Path, text: str) -> Path:
     [
         # The new replica was added to HAProxy and is UP; the old one is about to drain.
         ("Drain the old server", "Hello beautiful world, cut off after the add!"),
-        # The old replica was drained; it is about to leave HAProxy.
-        ("Take the old server out of HAProxy", "Hello beautiful world, cut off after the drain!"),
+        # The old replica was drained and left HAProxy; its container still runs.
+        ("Stop and remove the old container", "Hello beautiful world, cut off after the removal!"),
     ],
-    ids=["after-add", "after-drain"],
+    ids=["after-add", "after-removal"],
 )
 def test_a_deploy_cut_off_halfway_keeps_serving_and_the_next_one_converges(  # type: ignore[no-untyped-def]
     host, tmp_path, at_task, text
