@@ -467,7 +467,10 @@ def test_absent_drains_until_the_sessions_end_before_maintenance(
 
     # Maintenance came only once the two requests had finished on the drained server.
     assert time.monotonic() - started >= 0.3
-    assert haproxy.mutating()[:2] == ["set server app/web1 state drain", "set server app/web1 state maint"]
+    assert haproxy.mutating()[:2] == [
+        "set server app/web1 state drain",
+        "set server app/web1 state maint",
+    ]
     assert haproxy.server("app", "web1") is None
 
 
@@ -506,7 +509,7 @@ def test_absent_of_a_server_in_maintenance_skips_maint(
 def test_absent_times_out_while_connections_last(hr: ModuleType, haproxy: FakeHAProxy) -> None:
     haproxy.hold_sessions("app", "web1", 3, seconds=5)
 
-    with pytest.raises(hr.RuntimeAPIError, match="timed out after 0.2s") as error:
+    with pytest.raises(hr.RuntimeAPIError, match=r"timed out after 0\.2s") as error:
         hr.run(params(haproxy, state="absent", timeout=0.2))
 
     # It never left drain: the requests in flight were not cut by maintenance.
