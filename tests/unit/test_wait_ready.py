@@ -1,11 +1,13 @@
-"""roles/release/files/wait_ready.py: the health-path gate of images without a HEALTHCHECK.
+"""roles/release/library/release_wait_ready.py: when a new replica counts as ready.
 
-A real HTTP server on loopback answers the probe; the container's state comes from a
+The module runs as Ansible runs it on a server (its file, its arguments as JSON, its JSON
+answer). A real HTTP server on loopback answers the probe; the container's state comes from a
 stand-in `docker` on PATH that prints what `docker inspect -f` would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "release" / "files" / "wait_ready.py"
+MODULE = Path(__file__).resolve().parents[2] / "roles/release/library/release_wait_ready.py"
 
 
 class Health(BaseHTTPRequestHandler):
@@ -43,21 +45,30 @@ def health_server() -> Iterator[ThreadingHTTPServer]:
     thread.join()
 
 
-def run(tmp_path: Path, url: str, state: str, timeout: str = "5") -> tuple[int, str, float]:
-    docker = tmp_path / "docker"
-    docker.write_text(f"#!/bin/sh\necho '{state}'\n")
-    docker.chmod(0o755)
-    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
-    started = time.monotonic()
+def call(env: dict[str, str], args: dict[str, object]) -> tuple[int, str]:
+    """0 and the detail when the module says ready, 1 and the detail when not."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "app-1", url, timeout],
+        [sys.executable, str(MODULE), json.dumps({"ANSIBLE_MODULE_ARGS": args})],
         capture_output=True,
         text=True,
         env=env,
         timeout=30,
         check=False,
     )
-    return result.returncode, result.stdout.strip(), time.monotonic() - started
+    answer = json.loads(result.stdout)
+    assert not answer.get("failed"), answer
+    assert answer["changed"] is False
+    return (0 if answer["ready"] else 1), answer["detail"]
+
+
+def run(tmp_path: Path, url: str, state: str, timeout: str = "5") -> tuple[int, str, float]:
+    docker = tmp_path / "docker"
+    docker.write_text(f"#!/bin/sh\necho '{state}'\n")
+    docker.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    started = time.monotonic()
+    code, output = call(env, {"container": "app-1", "url": url, "timeout": timeout})
+    return code, output, time.monotonic() - started
 
 
 def test_ready_as_soon_as_the_health_path_answers_200(
@@ -98,16 +109,12 @@ def run_docker_health(
     )
     docker.chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "app-1", target, timeout]
-        + ([] if target.startswith("settle:") else ["--docker-health"]),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode, result.stdout.strip()
+    args: dict[str, object] = {"container": "app-1", "timeout": timeout}
+    if target.startswith("settle:"):
+        args["settle_seconds"] = target.split(":", 1)[1]
+    else:
+        args.update(url=target, docker_health=True)
+    return call(env, args)
 
 
 def test_docker_health_mode_is_ready_when_docker_says_healthy(tmp_path: Path) -> None:

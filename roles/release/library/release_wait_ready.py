@@ -1,27 +1,62 @@
-#!/usr/bin/env python3
-"""Wait until an app replica is ready, or say why it never will.
-
-    wait_ready.py CONTAINER URL TIMEOUT_SECONDS [--docker-health]
-    wait_ready.py CONTAINER settle:SECONDS TIMEOUT_SECONDS
-
-
-Run on the server (python3's standard library and the docker CLI). For an image without a
-HEALTHCHECK the health path is the gate: ready at its first 200. With --docker-health (an
-image with a HEALTHCHECK, which is respected) ready is Docker's verdict "healthy", and
-"unhealthy" is final. One call for the whole wait, polling every quarter second (an Ansible
-retry loop polls once a round trip), and it gives up at once when the container stops running
-(a crash at start need not wait for the timeout). A worker (no HTTP, no HEALTHCHECK) is
-ready once it has been running for the settle time without a restart. Exit 0 when ready,
-1 otherwise, with the reason on stdout.
-"""
+#!/usr/bin/python
+"""Wait until a replica is ready, or say why it never will (see DOCUMENTATION)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+DOCUMENTATION = r"""
+---
+module: release_wait_ready
+short_description: Wait until a new replica of a service is ready
+description:
+  - Runs on the server with python3's standard library and the docker CLI; one call for the
+    whole wait, polling every quarter second (an Ansible retry loop polls once a round trip).
+  - For an image without a HEALTHCHECK the health path is the gate, ready at its first 200
+    (O(url)). With O(docker_health) (an image with a HEALTHCHECK, which is respected) ready
+    is Docker's verdict C(healthy), and C(unhealthy) is final. A worker (no HTTP, no
+    HEALTHCHECK) is ready once it has been running for O(settle_seconds) without a restart.
+  - It gives up at once when the container stops running: a crash at start need not wait
+    for the timeout.
+  - Never fails on a replica that is not ready; it returns RV(ready) and RV(detail), so that
+    the caller words the refusal.
+options:
+  container:
+    description: Name of the container.
+    type: str
+    required: true
+  url:
+    description: Health URL to GET (a web service without O(docker_health)).
+    type: str
+  settle_seconds:
+    description: A worker is ready after running this long (when O(url) is not given).
+    type: float
+    default: 2
+  docker_health:
+    description: Take Docker's health verdict as the gate (the image has a HEALTHCHECK).
+    type: bool
+    default: false
+  timeout:
+    description: Seconds to wait at most.
+    type: float
+    required: true
+"""
+
+RETURN = r"""
+ready:
+  description: Whether the replica became ready in time.
+  type: bool
+  returned: always
+detail:
+  description: How long it took, or why it is not ready (the last answer or state seen).
+  type: str
+  returned: always
+"""
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
 
 POLL_SECONDS = 0.25
 STATE_EVERY_SECONDS = 1.0
@@ -101,17 +136,7 @@ def wait_settled(name: str, settle: float, timeout: float) -> int:
         time.sleep(POLL_SECONDS)
 
 
-def main(argv: list[str]) -> int:
-    docker_mode = "--docker-health" in argv
-    argv = [arg for arg in argv if arg != "--docker-health"]
-    if len(argv) != 3:
-        print("usage: wait_ready.py CONTAINER URL TIMEOUT_SECONDS [--docker-health]")
-        return 2
-    name, url, timeout = argv[0], argv[1], float(argv[2])
-    if docker_mode:
-        return wait_healthy(name, timeout)
-    if url.startswith("settle:"):
-        return wait_settled(name, float(url.split(":", 1)[1]), timeout)
+def wait_http(name: str, url: str, timeout: float) -> int:
     started = time.monotonic()
     checked_state = 0.0
     last = "nothing yet"
@@ -133,5 +158,36 @@ def main(argv: list[str]) -> int:
         time.sleep(POLL_SECONDS)
 
 
+def wait(params: dict) -> tuple[bool, str]:
+    """Ready or not, and the line that says how long or why."""
+    name, timeout = params["container"], float(params["timeout"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        if params.get("docker_health"):
+            code = wait_healthy(name, timeout)
+        elif params.get("url"):
+            code = wait_http(name, params["url"], timeout)
+        else:
+            code = wait_settled(name, float(params.get("settle_seconds", 2)), timeout)
+    return code == 0, out.getvalue().strip()
+
+
+def main() -> None:
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(
+        argument_spec={
+            "container": {"type": "str", "required": True},
+            "url": {"type": "str"},
+            "settle_seconds": {"type": "float", "default": 2},
+            "docker_health": {"type": "bool", "default": False},
+            "timeout": {"type": "float", "required": True},
+        },
+        supports_check_mode=False,
+    )
+    ready, detail = wait(module.params)
+    module.exit_json(changed=False, ready=ready, detail=detail)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()
