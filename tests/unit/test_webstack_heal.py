@@ -659,3 +659,116 @@ def test_snapshot_only_ignores_the_deploy_lock(
     wh.refresh_snapshots(config, docker)
 
     assert capsys.readouterr().out.splitlines()[-1] == "changed"
+
+
+# --want: the healer role's one call when a set changes.
+
+
+def want_request(tmp_path: Path, groups: dict[str, Any], *, replace: bool) -> dict[str, Any]:
+    return {
+        "lock_dir": str(tmp_path / "deploy.lock"),
+        "state_dir": str(tmp_path),
+        "haproxy_socket": "/nonexistent/admin.sock",
+        "groups": groups,
+        "order": ["redis", "app", "haproxy", "nginx"],
+        "replace": replace,
+    }
+
+
+def test_a_deploy_replaces_its_group_and_keeps_the_others(tmp_path: Path) -> None:
+    current = {"groups": {"nginx": [{"name": "webstack-nginx"}], "app": [{"name": "old-1"}]}}
+    want = want_request(tmp_path, {"app": [{"name": "new-1"}, {"name": "new-2"}]}, replace=False)
+
+    document = wh.wanted_config(current, want)
+
+    assert document["groups"] == {
+        "nginx": [{"name": "webstack-nginx"}],
+        "app": [{"name": "new-1"}, {"name": "new-2"}],
+    }
+    # In start order: the app before NGINX.
+    assert [item["name"] for item in document["containers"]] == ["new-1", "new-2", "webstack-nginx"]
+
+
+def test_naming_every_group_drops_the_groups_no_longer_in_the_stack(tmp_path: Path) -> None:
+    current = {"groups": {"gone": [{"name": "webstack-gone-1"}], "app": [{"name": "a-1"}]}}
+    want = want_request(
+        tmp_path, {"nginx": [{"name": "webstack-nginx"}], "app": [{"name": "a-1"}]}, replace=True
+    )
+
+    document = wh.wanted_config(current, want)
+
+    assert sorted(document["groups"]) == ["app", "nginx"]
+    assert [item["name"] for item in document["containers"]] == ["a-1", "webstack-nginx"]
+
+
+def test_groups_outside_the_known_order_come_last_by_name(tmp_path: Path) -> None:
+    want = want_request(
+        tmp_path,
+        {"zeta": [{"name": "z-1"}], "beta": [{"name": "b-1"}], "redis": [{"name": "r"}]},
+        replace=True,
+    )
+
+    names = [item["name"] for item in wh.wanted_config(None, want)["containers"]]
+
+    assert names == ["r", "b-1", "z-1"]
+
+
+def test_want_writes_the_config_once_and_says_changed_only_then(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.json"
+    docker = FakeDocker({"webstack-nginx": inspect_as("webstack-nginx", "running")})
+    want = want_request(tmp_path, {"nginx": [{"name": "webstack-nginx"}]}, replace=True)
+
+    assert wh.write_wanted(path, want, docker) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "wrote the list of wanted containers (1)",
+        "saved the spec of webstack-nginx",
+        "changed",
+    ]
+    assert wh.load_config(path).containers == (wh.Wanted("webstack-nginx"),)
+
+    assert wh.write_wanted(path, want, docker) == 0
+    assert capsys.readouterr().out == ""
+    assert docker.changes() == []
+
+
+def test_want_says_changed_when_only_a_snapshot_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.json"
+    want = want_request(tmp_path, {"nginx": [{"name": "webstack-nginx"}]}, replace=True)
+    wh.write_wanted(path, want, FakeDocker())
+    capsys.readouterr()
+
+    wh.write_wanted(
+        path, want, FakeDocker({"webstack-nginx": inspect_as("webstack-nginx", "running")})
+    )
+
+    assert capsys.readouterr().out.splitlines() == ["saved the spec of webstack-nginx", "changed"]
+
+
+def test_a_bad_want_request_leaves_the_config_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    want = want_request(tmp_path, {"nginx": [{"name": "webstack-nginx"}]}, replace=True)
+    wh.write_wanted(path, want, FakeDocker())
+    before = path.read_text()
+
+    bad_name = want_request(tmp_path, {"app": [{"name": "bad name; rm -rf /"}]}, replace=False)
+    with pytest.raises(wh.HealError, match="container name"):
+        wh.write_wanted(path, bad_name, FakeDocker())
+    with pytest.raises(wh.HealError, match="bad want request"):
+        wh.write_wanted(path, {"groups": {}}, FakeDocker())
+
+    assert path.read_text() == before
+
+
+def test_a_deploy_refuses_an_unreadable_config_it_would_merge_into(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+
+    with pytest.raises(wh.HealError, match="cannot read config"):
+        wh.write_wanted(path, want_request(tmp_path, {"app": []}, replace=False), FakeDocker())
+    wh.write_wanted(path, want_request(tmp_path, {"app": []}, replace=True), FakeDocker())
+
+    assert json.loads(path.read_text())["groups"] == {"app": []}

@@ -17,7 +17,9 @@ healer role) with what Docker has, and:
 Every action is one line on stdout (the journal); a run that changes nothing prints nothing. The
 exit code is 1 when something could not be healed, else 0. With --snapshot-only, only the
 snapshots of the running wanted containers are refreshed and those of containers no longer
-wanted removed; "changed" is printed last when a snapshot file changed.
+wanted removed; "changed" is printed last when a snapshot file changed. With --want REQUEST
+(JSON, see wanted_config), the config file is first written from the request, then the
+snapshots are refreshed: the healer role's one call when a set changes.
 
 Locking, so that a heal never fights a deploy:
 
@@ -28,8 +30,8 @@ Locking, so that a heal never fights a deploy:
 3. A deploy first makes lock_dir, then takes and releases the same flock (for example
    `flock <state_dir>/heal.lock true`) before it changes anything. A heal that started before
    the mkdir therefore finishes before the deploy goes on, and every later one sees lock_dir.
-4. A deploy writes the new wanted set (--snapshot-only, which ignores lock_dir but takes the
-   flock) before it removes lock_dir, so no heal ever sees the old set after the deploy.
+4. A deploy writes the new wanted set (--want, which ignores lock_dir but takes the flock)
+   before it removes lock_dir, so no heal ever sees the old set after the deploy.
 
 Runs on the server as root with python3's standard library, the docker CLI, the Engine API
 socket and haproxy_runtime.py installed next to this file (imported from there: Python puts the
@@ -676,8 +678,12 @@ def heal(config: Config, docker: Docker) -> int:
         return Healer(config, docker, SnapshotStore(config.specs_dir)).run()
 
 
-def refresh_snapshots(config: Config, docker: Docker) -> int:
-    """Snapshots of the running wanted containers; those of unwanted ones removed."""
+def refresh_snapshots(config: Config, docker: Docker, quiet_unchanged: bool = False) -> int:
+    """Snapshots of the running wanted containers; those of unwanted ones removed.
+
+    "changed" is printed last when a file changed; with quiet_unchanged, never (the caller
+    says it).
+    """
     store = SnapshotStore(config.specs_dir)
     names = [item.name for item in config.containers]
     changed = False
@@ -691,7 +697,63 @@ def refresh_snapshots(config: Config, docker: Docker) -> int:
         for name in store.prune(names):
             log(f"removed the snapshot of {name}, no longer wanted")
             changed = True
-    if changed:
+    if changed and not quiet_unchanged:
+        log("changed")
+    return 0
+
+
+def wanted_config(current: dict[str, Any] | None, want: dict[str, Any]) -> dict[str, Any]:
+    """The config document a want request makes of the current one (None: there is none).
+
+    want holds lock_dir, state_dir, haproxy_socket, groups (group -> list of wanted containers,
+    in start order), order (the known groups, in the order a stack starts) and replace: true
+    drops the current groups that want does not name (site.yml names every group), false keeps
+    them (a deploy names only its service's group). The containers are the groups' lists, the
+    known groups first in their order, any other after them by name.
+    """
+    try:
+        groups = dict((current or {}).get("groups") or {}) if not want["replace"] else {}
+        groups.update(want["groups"])
+        known = [str(group) for group in want["order"]]
+        order = known + sorted(group for group in groups if group not in known)
+        return {
+            "lock_dir": str(want["lock_dir"]),
+            "state_dir": str(want["state_dir"]),
+            "haproxy_socket": str(want["haproxy_socket"]),
+            "groups": groups,
+            "containers": [item for group in order if group in groups for item in groups[group]],
+        }
+    except (KeyError, TypeError, AttributeError) as err:
+        raise HealError(f"bad want request: {err!r}") from None
+
+
+def write_wanted(path: Path, want: dict[str, Any], docker: Docker) -> int:
+    """Write the wanted set to the config file (when it changed), then refresh the snapshots.
+
+    One call for what a deploy or site.yml names to the healer: "changed" is printed last when
+    the config or a snapshot file changed. The document is checked (parse_config) before it
+    replaces the file, and replaced atomically: a heal reads the old set or the new one.
+    """
+    try:
+        current = json.loads(path.read_text())
+    except FileNotFoundError:
+        current = None
+    except (OSError, json.JSONDecodeError) as err:
+        # An unreadable file is replaced: only a replacing request can be trusted to keep
+        # nothing from it.
+        if not want.get("replace"):
+            raise HealError(f"cannot read config {path}: {err}") from None
+        current = None
+    document = wanted_config(current, want)
+    config = parse_config(document)
+    text = json.dumps(document, indent=4, sort_keys=True) + "\n"
+    wrote = False
+    with heal_lock(config.state_dir):
+        if not path.exists() or path.read_text() != text:
+            write_atomically(path, text)
+            log(f"wrote the list of wanted containers ({len(config.containers)})")
+            wrote = True
+    if refresh_snapshots(config, docker, quiet_unchanged=wrote) == 0 and wrote:
         log("changed")
     return 0
 
@@ -704,8 +766,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only refresh the snapshots of the running wanted containers",
     )
+    parser.add_argument(
+        "--want",
+        type=json.loads,
+        help="a JSON request: write the wanted set to --config, then refresh the snapshots",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.want is not None:
+            return write_wanted(args.config, args.want, Docker())
         config = load_config(args.config)
         if args.snapshot_only:
             return refresh_snapshots(config, Docker())
