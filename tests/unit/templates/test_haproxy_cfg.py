@@ -99,7 +99,7 @@ def test_each_service_has_its_backend_with_its_health_path_and_servers(multi: Pa
             "http-check expect status 200",
             "retry-on conn-failure empty-response response-timeout",
             "http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS",
-            "default-server check inter 1s fastinter 250ms rise 2 fall 3 weight 100"
+            "default-server check inter 500ms fastinter 250ms rise 2 fall 3 weight 100"
             " init-addr libc,none",
         ):
             assert expected in lines, (service["name"], expected)
