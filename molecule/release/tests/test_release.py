@@ -245,6 +245,28 @@ def test_a_deploy_without_room_to_build_is_refused_before_any_change(host, tmp_p
     assert not host.file(LOCK).exists
 
 
+def test_an_image_that_does_not_build_is_refused_with_its_output(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    serving = running_versions(host)
+    source = text_app(tmp_path / "app", "Hello beautiful world, that never builds!")
+    dockerfile = source / "Dockerfile"
+    dockerfile.write_text(
+        dockerfile.read_text().replace(
+            "USER 10001", 'RUN echo "compiling the assets" && false\nUSER 10001', 1
+        )
+    )
+    code, output = finish(playbook("deploy.yml", "-e", f"app_source={source}"))
+    assert code != 0
+    refusal = output.split("fatal:", 1)[-1]
+    # The refusal names the release and ends with what the failing step printed.
+    assert "failed; the end of its output" in refusal, output[-4000:]
+    assert "compiling the assets" in refusal and "returned a non-zero code" in refusal
+    assert running_versions(host) == serving
+    assert fetch("/").text == NEW_TEXT + "\n"
+    # Neither the context's archive nor the lock is left on the server.
+    assert host.check_output("ls /opt/webstack | grep -c '^build-' || true").strip() == "0"
+    assert not host.file(LOCK).exists
+
+
 def test_site_yml_after_releases_changes_nothing(host) -> None:  # type: ignore[no-untyped-def]
     code, output = finish(playbook("site.yml"))
     assert code == 0, output[-4000:]
