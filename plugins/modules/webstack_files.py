@@ -10,13 +10,13 @@ short_description: Make a role's directories and write its small files in one ca
 description:
   - What a loop of M(ansible.builtin.file) with C(state=directory) and a loop of
     M(ansible.builtin.template) or M(ansible.builtin.copy) do, in one round trip to the
-    server: through a connection where each module call costs a third of a second or more, a
+    server. Through a connection where each module call costs a third of a second or more, a
     role's fourteen directories and files cost five seconds as loops and one call as this.
   - Directories are made first (with their parents), in the order given. A file is written
     only when its content differs, to a temporary file beside it that then replaces it (a
     reader sees the old file or the new one, never a part). Owner, group and mode are set on
     every directory and file when they differ.
-  - The contents are module arguments, shown at high verbosity: a task writing a secret sets
+  - The contents are module arguments, shown at high verbosity; a task writing a secret sets
     C(no_log).
 options:
   directories:

@@ -14,7 +14,7 @@ description:
     (O(url)). With O(docker_health) (an image with a HEALTHCHECK, which is respected) ready
     is Docker's verdict C(healthy), and C(unhealthy) is final. A worker (no HTTP, no
     HEALTHCHECK) is ready once it has been running for O(settle_seconds) without a restart.
-  - It gives up at once when the container stops running: a crash at start need not wait
+  - It gives up at once when the container stops running, so a crash at start need not wait
     for the timeout.
   - Never fails on a replica that is not ready; it returns RV(ready) and RV(detail), so that
     the caller words the refusal.
@@ -38,6 +38,15 @@ options:
     description: Seconds to wait at most.
     type: float
     required: true
+"""
+
+EXAMPLES = r"""
+- name: Wait until the new replica answers on its health path
+  release_wait_ready:
+    container: webstack-app-1a2b3c4d5e6f-1
+    url: http://172.31.240.7:8000/healthz
+    timeout: 90
+  register: probe
 """
 
 RETURN = r"""
