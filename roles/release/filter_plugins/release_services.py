@@ -130,6 +130,25 @@ def release_backends(
     ]
 
 
+def release_swarm_backends(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """HAProxy's backends on a swarm's edge: one per web service, its servers the tasks Docker's
+    DNS names (tasks.<service>), with room for twice the replicas (a rolling update's extra
+    task, and tasks that still stop while new ones start)."""
+    return [
+        {
+            "name": service["name"],
+            "port": int(service["port"]),
+            "health_path": service["health_path"],
+            "route": service["route"],
+            "servers": [],
+            "discover": f"tasks.{service['prefix']}",
+            "slots": 2 * int(service["replicas"]) + 2,
+        }
+        for service in services
+        if service["kind"] == "web"
+    ]
+
+
 def release_static_locations(services: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Where NGINX serves each service's static files (the nginx role's nginx_static_locations)."""
     return [
@@ -363,6 +382,7 @@ class FilterModule:
             "release_problems": release_problems,
             "release_backends": release_backends,
             "release_static_locations": release_static_locations,
+            "release_swarm_backends": release_swarm_backends,
             "release_healer_entries": release_healer_entries,
             "release_healer_groups": release_healer_groups,
             "release_status": release_status,
