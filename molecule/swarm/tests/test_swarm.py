@@ -1,21 +1,44 @@
-"""A swarm formed by site.yml, checked from its manager.
+"""A swarm formed by site.yml, checked from its manager and through the edge node's port.
 
-The inventory (molecule.yml): one manager with the edge and data roles, two workers with the
-app role. The tests run in file order.
+The inventory (molecule.yml): one manager with the edge and data roles (NGINX, HAProxy,
+Redis), two workers with the app role (the app's tasks). The tests run in file order: the
+swarm, the site it serves, releases under load (a deploy, a release the engine rolls back, a
+rollback), a worker drained and made active under load, a worker's engine killed (measured),
+and a node that left joining again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
+import pytest
 import testinfra
-from stackcheck import finish, inventory, playbook, wait_for
+from stackcheck import (
+    NEW_TEXT,
+    OLD_TEXT,
+    assert_no_failed_request,
+    changed_app,
+    fetch,
+    finish,
+    haproxy_servers,
+    inventory,
+    load,
+    loadprobe,
+    playbook,
+    wait_for,
+)
 
 PREFIX = os.environ.get("WEBSTACK_SWARM_NAME", "webstack-swarm")
 MANAGER, WORKER, LEAVER = (f"{PREFIX}-{n}" for n in (1, 2, 3))
 ROLES = {MANAGER: {"edge", "data"}, WORKER: {"app"}, LEAVER: {"app"}}
 testinfra_hosts = [f"ansible://{MANAGER}"]
+SERVICE = "webstack-app"
+HISTORY = "/opt/webstack/releases/history.jsonl"
 
 
 def node(name: str):  # type: ignore[no-untyped-def]
@@ -56,9 +79,167 @@ def test_the_stack_network_is_an_internal_attachable_overlay(host) -> None:  # t
     assert "encrypted" not in network["Options"]
 
 
+def tasks(host) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The app's tasks the swarm wants running: node, state and release."""
+    lines = host.check_output(
+        f"docker service ps {SERVICE} --filter desired-state=running"
+        " --format '{{.Node}} {{.CurrentState}} {{.Image}}'"
+    ).splitlines()
+    return [
+        {"node": node, "state": state, "release": image.rsplit(":", 1)[-1]}
+        for node, state, *_, image in (line.split() for line in lines)
+    ]
+
+
+def settled(host, release: str, replicas: int = 2) -> bool:  # type: ignore[no-untyped-def]
+    """Every task runs the release, on both app nodes."""
+    running = [t for t in tasks(host) if t["state"] == "Running"]
+    return (
+        len(running) == replicas
+        and {t["release"] for t in running} == {release}
+        and {t["node"] for t in running} == {WORKER, LEAVER}
+    )
+
+
+def history(host) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(line) for line in host.file(HISTORY).content_string.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The changed app, and a broken one whose server never starts (so never healthy)."""
+    base = tmp_path_factory.mktemp("apps")
+    changed = changed_app(base / "changed")
+    broken = base / "broken"
+    shutil.copytree(changed, broken)
+    dockerfile = broken / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("webapp.wsgi:app", "webapp.missing:app"))
+    assert "webapp.missing:app" in dockerfile.read_text()
+    return {"changed": changed, "broken": broken}
+
+
 def test_the_engine_runs_without_live_restore(host) -> None:  # type: ignore[no-untyped-def]
     for name in ROLES:
         assert node(name).check_output("docker info -f '{{.LiveRestoreEnabled}}'") == "false"
+
+
+def test_the_site_answers_from_tasks_on_both_app_nodes(host) -> None:  # type: ignore[no-untyped-def]
+    release = history(host)[-1]["version"]
+    assert settled(host, release), tasks(host)
+    assert fetch("/").text == OLD_TEXT + "\n"
+    # Redis on the data node, reached from the tasks on the other nodes.
+    first = fetch("/counter").json()["visits"]
+    assert fetch("/counter").json()["visits"] > first
+    # HAProxy on the edge has both tasks, found through Docker's DNS, up.
+    up = [server for server in haproxy_servers(host) if server["status"] == "UP"]
+    assert len(up) == 2, haproxy_servers(host)
+
+
+def test_a_deploy_rolls_the_changed_app_over_the_swarm_without_a_failed_request(  # type: ignore[no-untyped-def]
+    host, apps, tmp_path
+) -> None:
+    before = history(host)[-1]["version"]
+    with load(tmp_path) as result:
+        code, output = finish(playbook("deploy.yml", "-e", f"app_source={apps['changed']}"))
+    assert code == 0, output
+    assert_no_failed_request(result)
+    assert loadprobe.texts_after(result, 0) <= {OLD_TEXT, NEW_TEXT}
+    latest = history(host)[-1]
+    assert latest["result"] == "success" and latest["version"] != before
+    # Every task runs the new release, spread over both app nodes.
+    wait_for(lambda: settled(host, latest["version"]), timeout=30)
+    assert fetch("/").text == NEW_TEXT + "\n"
+
+
+def test_a_release_that_never_gets_healthy_is_rolled_back_by_the_engine(  # type: ignore[no-untyped-def]
+    host, apps, tmp_path
+) -> None:
+    serving = history(host)[-1]["version"]
+    with load(tmp_path) as result:
+        code, output = finish(playbook("deploy.yml", "-e", f"app_source={apps['broken']}"))
+    assert code != 0, output
+    assert "the engine rolled it back" in " ".join(output.split()), output
+    assert f"Release {serving} of app still serves" in " ".join(output.split()), output
+    assert_no_failed_request(result)
+    assert loadprobe.texts_after(result, 0) == {NEW_TEXT}
+    assert history(host)[-1]["result"] == "refused"
+    wait_for(lambda: settled(host, serving), timeout=60)
+    assert not host.file("/opt/webstack/releases/deploy.lock").exists
+
+
+def test_rollback_returns_to_the_previous_release_without_a_failed_request(  # type: ignore[no-untyped-def]
+    host, tmp_path
+) -> None:
+    first = history(host)[0]["version"]
+    with load(tmp_path) as result:
+        code, output = finish(playbook("rollback.yml"))
+    assert code == 0, output
+    assert_no_failed_request(result)
+    assert history(host)[-1] | {"time": "", "user": "", "seconds": 0} == {
+        "version": first,
+        "action": "rollback",
+        "result": "success",
+        "time": "",
+        "user": "",
+        "seconds": 0,
+    }
+    wait_for(lambda: settled(host, first), timeout=30)
+    assert fetch("/").text == OLD_TEXT + "\n"
+
+
+def test_a_drained_worker_hands_its_tasks_over_without_a_failed_request(  # type: ignore[no-untyped-def]
+    host, tmp_path
+) -> None:
+    with load(tmp_path) as result:
+        code, output = finish(
+            playbook("swarm-node.yml", "-e", f"node={LEAVER}", "-e", "availability=drain")
+        )
+        assert code == 0, output
+        on_drained = [t for t in tasks(host) if t["node"] == LEAVER]
+        running = [t for t in tasks(host) if t["state"] == "Running"]
+        code, output = finish(
+            playbook("swarm-node.yml", "-e", f"node={LEAVER}", "-e", "availability=active")
+        )
+        assert code == 0, output
+    assert on_drained == [] and len(running) == 2, (on_drained, running)
+    assert_no_failed_request(result)
+    availability = {n["Description"]["Hostname"]: n["Spec"]["Availability"] for n in nodes(host)}
+    assert availability[LEAVER] == "active"
+
+
+def test_a_worker_whose_engine_is_killed_is_replaced_on_the_others(  # type: ignore[no-untyped-def]
+    host, tmp_path
+) -> None:
+    """Measured, not asserted zero: requests in flight on the killed node's tasks fail."""
+    release = history(host)[-1]["version"]
+    # Both app nodes run a task (swarm-node.yml spread them again), so the kill takes one away.
+    assert settled(host, release), tasks(host)
+    with load(tmp_path) as result:
+        time.sleep(3)
+        subprocess.run(["docker", "kill", "--signal", "KILL", LEAVER], check=True, timeout=60)
+        killed = time.monotonic()
+
+        def full_strength() -> bool:
+            running = [t for t in tasks(host) if t["state"] == "Running" and t["node"] != LEAVER]
+            return len(running) == 2
+
+        wait_for(full_strength, timeout=180, interval=0.5)
+        strong = time.monotonic() - killed
+        time.sleep(3)
+    print(
+        f"fault: worker engine killed: {result['requests']} requests, {result['failed']} failed,"
+        f" {result['retried_on_idle_close']} retried on idle close; full strength again"
+        f" {strong:.1f}s after the kill"
+    )
+    assert fetch("/").text == OLD_TEXT + "\n"
+    # The node comes back and joins as it was (its engine's state is on its volume).
+    subprocess.run(["docker", "start", LEAVER], check=True, timeout=60)
+
+    def ready_again() -> bool:
+        states = {n["Description"]["Hostname"]: n["Status"]["State"] for n in nodes(host)}
+        return states.get(LEAVER) == "ready"
+
+    wait_for(ready_again, timeout=180, interval=1)
 
 
 def test_a_node_that_left_joins_again_on_the_next_run(host) -> None:  # type: ignore[no-untyped-def]
