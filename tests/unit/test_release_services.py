@@ -90,6 +90,18 @@ def test_what_the_role_publishes(source: str) -> None:
     }
 
 
+def test_what_the_role_publishes_on_a_swarm(source: str) -> None:
+    # HAProxy finds each web service's tasks through Docker's DNS; a worker has no backend.
+    backends = rs.release_swarm_backends(services(source))
+    assert [(b["name"], b["route"], b["port"], b["discover"]) for b in backends] == [
+        ("app", "/", 8000, "tasks.webstack-app"),
+        ("api", "/api/", 7000, "tasks.webstack-api"),
+    ]
+    # Room for a rolling update's extra task and the ones still stopping.
+    assert [b["slots"] for b in backends] == [6, 6]
+    assert all(b["servers"] == [] for b in backends)
+
+
 def test_a_good_stack_has_no_problem(source: str) -> None:
     assert rs.release_problems(stack(source), DEFAULTS, "api") == []
 

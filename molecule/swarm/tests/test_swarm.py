@@ -135,6 +135,16 @@ def test_the_site_answers_from_tasks_on_both_app_nodes(host) -> None:  # type: i
     assert len(up) == 2, haproxy_servers(host)
 
 
+def test_maintenance_mode_switches_on_the_edge_node(host) -> None:  # type: ignore[no-untyped-def]
+    code, output = finish(playbook("maintenance.yml", "-e", "maintenance=on"))
+    assert code == 0, output
+    page = fetch("/")
+    assert page.status == 503 and page.headers.get("X-Webstack-Maintenance"), page.status
+    code, output = finish(playbook("maintenance.yml", "-e", "maintenance=off"))
+    assert code == 0, output
+    assert fetch("/").text == OLD_TEXT + "\n"
+
+
 def test_a_deploy_rolls_the_changed_app_over_the_swarm_without_a_failed_request(  # type: ignore[no-untyped-def]
     host, apps, tmp_path
 ) -> None:

@@ -40,6 +40,11 @@ SERVICES = [
     backend("batch", "", 8002, "/healthz", "webstack-batch-v1-1"),
 ]
 NO_ROOT = [b for b in SERVICES if b["route"] != "/"]
+# On a swarm's edge: the servers are the tasks Docker's DNS names.
+SWARM = [
+    {**backend("app", "/", 8000, "/healthz"), "discover": "tasks.webstack-app", "slots": 6},
+    {**backend("api", "/api/", 7000, "/ping"), "discover": "tasks.webstack-api", "slots": 4},
+]
 
 
 def sections(config: str) -> dict[str, list[str]]:
@@ -70,6 +75,28 @@ def multi(render: Render) -> Path:
 @pytest.fixture
 def no_root(render: Render) -> Path:
     return render_haproxy(render, {"haproxy_backends": NO_ROOT})
+
+
+@pytest.fixture
+def swarm(render: Render) -> Path:
+    return render_haproxy(render, {"haproxy_backends": SWARM})
+
+
+def test_on_a_swarm_each_backend_follows_its_tasks_through_dockers_dns(swarm: Path) -> None:
+    found = sections((swarm / "haproxy.cfg").read_text())
+    assert "nameserver docker 127.0.0.11:53" in found["resolvers docker"]
+    # A name gone from the answer takes its server out at once.
+    assert "hold obsolete 0s" in found["resolvers docker"]
+    templates = [line for line in found["backend app"] if line.startswith("server-template")]
+    assert templates == [
+        "server-template app- 6 tasks.webstack-app:8000 resolvers docker resolve-prefer ipv4"
+        " init-addr none"
+    ]
+    assert not [line for line in found["backend app"] if line.startswith("server ")]
+
+
+def test_one_server_has_no_resolvers(multi: Path) -> None:
+    assert "resolvers docker" not in sections((multi / "haproxy.cfg").read_text())
 
 
 def test_frontend_tries_hosts_then_prefixes_longest_first_then_the_root(multi: Path) -> None:
@@ -151,7 +178,7 @@ KNOWN_WARNING = re.compile(
 )
 
 
-@pytest.mark.parametrize("case", ["multi", "no_root"])
+@pytest.mark.parametrize("case", ["multi", "no_root", "swarm"])
 def test_haproxy_accepts_the_configuration(
     case: str, request: pytest.FixtureRequest, haproxy_image: str, docker: Docker
 ) -> None:
