@@ -130,7 +130,10 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ),
         ({"haproxy_backends": [backend("a", "/", weight=3)]}, "haproxy_backends"),
         ({"haproxy_backends": [backend("a", "/", discover="tasks.a b")]}, "haproxy_backends"),
-        ({"haproxy_backends": [backend("a", "/", discover="tasks.a", slots=0)]}, "haproxy_backends"),
+        (
+            {"haproxy_backends": [backend("a", "/", discover="tasks.a", slots=0)]},
+            "haproxy_backends",
+        ),
         (static("/static", "/opt/webstack/static"), "nginx_static_locations"),
         (static("static/", "/opt/webstack/static"), "nginx_static_locations"),
         (static("/", "/opt/webstack/static"), "nginx_static_locations"),

@@ -40,7 +40,9 @@ def swarm(
 SOUND = swarm({"m1": ["edge", "data"]}, {"w1": ["app"], "w2": ["app"]})
 
 
-def run(tmp_path: Path, layout: dict[str, object]) -> tuple[str, dict[str, dict[str, int]]]:
+def run(
+    tmp_path: Path, layout: dict[str, object], extra_vars: dict[str, object] | None = None
+) -> tuple[str, dict[str, dict[str, int]]]:
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(layout))
     hosts = [
@@ -48,7 +50,7 @@ def run(tmp_path: Path, layout: dict[str, object]) -> tuple[str, dict[str, dict[
         for group in layout["all"]["children"].values()  # type: ignore[index]
         for name in group["hosts"]
     ]
-    result = run_playbook(path, {})
+    result = run_playbook(path, extra_vars or {})
     assert result.returncode != 0, result.stdout
     return result.stdout, {name: recap(result.stdout, name) for name in set(hosts)}
 
@@ -127,3 +129,10 @@ def test_the_refusal_lists_every_problem_of_the_swarm_at_once(tmp_path: Path) ->
     failure = " ".join(output.split("fatal:", 1)[-1].split())
     for text in ("has 2 hosts", "has edge", "has data"):
         assert text in failure, output
+
+
+def test_a_before_switch_step_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    output, counts = run(tmp_path, SOUND, {"app_before_switch": ["python3", "migrate.py"]})
+    for name, count in counts.items():
+        assert count["changed"] == 0 and count["unreachable"] == 0, (name, output)
+    assert "before_switch is not supported on a swarm yet (services app)" in output
