@@ -32,4 +32,6 @@ unit: bootstrap
 molecule: bootstrap
 	PATH=$(BIN):$$PATH $(BIN)/molecule test --all
 
-test: lint unit molecule
+# The unit tests and the scenarios in two lanes at once (scripts/test-lanes.sh says why).
+test: lint
+	BIN=$(BIN) scripts/test-lanes.sh 'unit anyapp faults' 'release default swarm'

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run the unit tests and the molecule scenarios in two lanes at once. Most of a scenario's time
+# is spent waiting (for a server to boot, a health check, a load window, a deploy's round
+# trips), so two lanes on two cores take little more than the longer lane. Each lane has its
+# own server names and loopback ports, so the two never touch each other's containers.
+#
+#   scripts/test-lanes.sh 'unit anyapp faults' 'release default swarm'
+#
+# A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
+# first failing step; the other lane goes on, so one run shows every failing lane. Each line of
+# output is prefixed with its lane; the end prints every step's result and duration.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-$PWD/.venv/bin}
+export PATH=$BIN:$PATH
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+lane() {
+  local name=$1 step start rc
+  shift
+  for step in "$@"; do
+    start=$(date +%s)
+    if [[ $step == unit ]]; then
+      "$BIN/pytest" -q --durations=15 app/tests tests
+    else
+      molecule test -s "$step"
+    fi
+    rc=$?
+    echo "$name $step rc=$rc $(($(date +%s) - start))s" >>"$results/steps"
+    ((rc == 0)) || return "$rc"
+  done
+}
+
+run_lane() {
+  local name=$1 steps=$2
+  shift 2
+  # shellcheck disable=SC2086  # a lane's steps are words
+  (export "$@"; lane "$name" $steps) 2>&1 | sed -u "s/^/[$name] /"
+  return "${PIPESTATUS[0]}"
+}
+
+start=$(date +%s)
+# Lane a: the default names and ports (those of a plain `molecule test`). Lane b: its own.
+run_lane a "${1:?lane a}" WEBSTACK_LANE=a &
+a=$!
+run_lane b "${2:?lane b}" WEBSTACK_LANE=b \
+  WEBSTACK_SERVER_NAME=webstack-molecule-b WEBSTACK_SWARM_NAME=webstack-swarm-b \
+  WEBSTACK_HTTP_PORT=18180 WEBSTACK_HTTPS_PORT=18543 &
+b=$!
+wait "$a"
+rc_a=$?
+wait "$b"
+rc_b=$?
+
+echo
+echo "== steps (lane, step, exit code, seconds)"
+cat "$results/steps"
+echo "== both lanes: $(($(date +%s) - start))s; lane a rc=$rc_a, lane b rc=$rc_b"
+((rc_a == 0 && rc_b == 0))
