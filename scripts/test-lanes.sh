@@ -41,6 +41,11 @@ run_lane() {
 }
 
 start=$(date +%s)
+# A run cut short (a crash, ^C) can leave a server holding a lane's port, which the other
+# lane's next scenario would then fail to publish: start with none of the lanes' servers.
+stale=$(docker ps -aq --filter name='^webstack-molecule-(server|b)$' \
+  --filter name='^webstack-swarm(-b)?-[0-9]+$')
+[[ -z $stale ]] || docker rm -f $stale >/dev/null
 # Lane a: the default names and ports (those of a plain `molecule test`). Lane b: its own.
 run_lane a "${1:?lane a}" WEBSTACK_LANE=a &
 a=$!
