@@ -113,6 +113,7 @@ def test_valid_input_passes_validation_and_reaches_the_server(inventory: Path) -
         ({"release_guard_max_error_ratio": "five percent"}, "release_guard_max_error_ratio"),
         ({"release_guard_seconds": -30}, "release_guard_seconds"),
         ({"release_guard_min_requests": -1}, "release_guard_min_requests"),
+        ({"release_registry": "registry.example.com/team"}, "release_registry is for a swarm"),
         ({"haproxy_backends": [backend("a", "/api/"), backend("b", "/api/")]}, "haproxy_backends"),
         (
             {"haproxy_backends": [backend("a", "a.example.com"), backend("b", "A.example.com")]},

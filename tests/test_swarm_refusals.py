@@ -136,3 +136,42 @@ def test_a_before_switch_step_is_refused_on_a_swarm(tmp_path: Path) -> None:
     for name, count in counts.items():
         assert count["changed"] == 0 and count["unreachable"] == 0, (name, output)
     assert "before_switch is not supported on a swarm yet (services app)" in output
+
+
+def test_a_sound_swarm_with_a_registry_passes_validation(tmp_path: Path) -> None:
+    settings = {
+        "release_registry": "registry.example.com:5000/team",
+        "release_registry_username": "deployer",
+        "release_registry_password": "secret",
+    }
+    output, counts = run(tmp_path, SOUND, settings)
+    for name, count in counts.items():
+        assert count["unreachable"] == 1 and count["failed"] == 0, (name, output)
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"release_registry": "https://registry.example.com"}, "must be host[:port][/path]"),
+        ({"release_registry": "Registry.example.com"}, "must be host[:port][/path]"),
+        ({"release_registry": "registry.example.com/team:v1"}, "must be host[:port][/path]"),
+        ({"release_registry": "registry.example.com/"}, "must be host[:port][/path]"),
+        (
+            {"release_registry": "registry.example.com", "release_registry_username": "deployer"},
+            "release_registry_username and release_registry_password go together",
+        ),
+        (
+            {"release_registry_username": "deployer", "release_registry_password": "secret"},
+            "release_registry_username is set but release_registry is empty",
+        ),
+    ],
+    ids=["scheme", "uppercase", "tag", "trailing-slash", "no-password", "no-registry"],
+)
+def test_a_registry_setting_that_cannot_work_is_refused(
+    tmp_path: Path, settings: dict[str, object], says: str
+) -> None:
+    output, counts = run(tmp_path, SOUND, settings)
+    for name, count in counts.items():
+        assert count["changed"] == 0 and count["unreachable"] == 0, (name, output)
+    assert says in " ".join(output.split("fatal:", 1)[-1].split()), output
+    assert "secret" not in output

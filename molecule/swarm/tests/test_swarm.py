@@ -4,11 +4,12 @@ The inventory (molecule.yml): one manager with the edge and data roles (NGINX, H
 Redis), two workers with the app role (the app's tasks). The tests run in file order: the
 swarm, the site it serves, releases under load (a deploy, a release the engine rolls back, a
 rollback), a worker drained and made active under load, a worker's engine killed (measured),
-and a node that left joining again.
+a node that left joining again, and a deploy through a registry (the one prepare.yml runs).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -39,6 +40,13 @@ ROLES = {MANAGER: {"edge", "data"}, WORKER: {"app"}, LEAVER: {"app"}}
 testinfra_hosts = [f"ansible://{MANAGER}"]
 SERVICE = "webstack-app"
 HISTORY = "/opt/webstack/releases/history.jsonl"
+# The test registry of prepare.yml, on the nodes' network, and its throwaway login.
+REGISTRY = f"{PREFIX}-registry:5000"
+REGISTRY_SETTINGS = {
+    "release_registry": f"{REGISTRY}/team",
+    "release_registry_username": "deployer",
+    "release_registry_password": "test-password",
+}
 
 
 def node(name: str):  # type: ignore[no-untyped-def]
@@ -115,7 +123,11 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dockerfile = broken / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("webapp.wsgi:app", "webapp.missing:app"))
     assert "webapp.missing:app" in dockerfile.read_text()
-    return {"changed": changed, "broken": broken}
+    # The changed app once more, as a release no node has built yet.
+    registry = base / "registry"
+    shutil.copytree(changed, registry)
+    (registry / "RELEASE_NOTE").write_text("shipped through a registry\n")
+    return {"changed": changed, "broken": broken, "registry": registry}
 
 
 def test_the_engine_runs_without_live_restore(host) -> None:  # type: ignore[no-untyped-def]
@@ -269,3 +281,47 @@ def test_a_node_that_left_joins_again_on_the_next_run(host) -> None:  # type: ig
     assert entries[0]["Status"]["State"] == "ready"
     assert entries[0]["Spec"]["Labels"] == {"webstack.app": "true"}
     assert leaver.check_output("docker info -f '{{.Swarm.LocalNodeState}}'") == "active"
+
+
+def test_a_deploy_through_a_registry_is_built_once_and_pulled_elsewhere(  # type: ignore[no-untyped-def]
+    host, apps, tmp_path
+) -> None:
+    with load(tmp_path) as result:
+        code, output = finish(
+            playbook(
+                "deploy.yml",
+                "-e",
+                json.dumps(REGISTRY_SETTINGS),
+                "-e",
+                f"app_source={apps['registry']}",
+            )
+        )
+    assert code == 0, output
+    assert "test-password" not in output
+    assert_no_failed_request(result)
+    assert loadprobe.texts_after(result, 0) <= {OLD_TEXT, NEW_TEXT}
+    release = history(host)[-1]["version"]
+    wait_for(lambda: settled(host, release), timeout=30)
+    assert fetch("/").text == NEW_TEXT + "\n"
+    # The service runs the registry's image; one app node built it, the other only pulled it.
+    image = host.check_output(
+        f"docker service inspect -f '{{{{.Spec.TaskTemplate.ContainerSpec.Image}}}}' {SERVICE}"
+    )
+    assert image == f"{REGISTRY}/team/webstack/app:{release}"
+    built = {
+        name: node(name).run(f"docker image inspect webstack/app:{release}").rc == 0
+        for name in (WORKER, LEAVER)
+    }
+    pulled = {
+        name: node(name).run(f"docker image inspect {image}").rc == 0 for name in (WORKER, LEAVER)
+    }
+    assert sorted(built.values()) == [False, True], built
+    assert all(pulled.values()), pulled
+    login = base64.b64encode(b"deployer:test-password").decode()
+    tags = host.check_output(
+        "python3 -c 'import sys, urllib.request as u;"
+        ' r = u.Request(sys.argv[1], headers={"Authorization": sys.argv[2]});'
+        " print(u.urlopen(r, timeout=10).read().decode())'"
+        f" http://{REGISTRY}/v2/team/webstack/app/tags/list 'Basic {login}'"
+    )
+    assert release in json.loads(tags)["tags"]
