@@ -4,7 +4,7 @@
 # trips), so two lanes on two cores take little more than the longer lane. Each lane has its
 # own server names and loopback ports, so the two never touch each other's containers.
 #
-#   scripts/test-lanes.sh 'unit anyapp faults' 'release default swarm'
+#   scripts/test-lanes.sh 'unit swarm faults' 'anyapp release default'   (make test)
 #
 # A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
 # first failing step; the other lane goes on, so one run shows every failing lane. Each line of
