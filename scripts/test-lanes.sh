@@ -47,6 +47,8 @@ stale=$(docker ps -aq --filter name='^webstack-molecule-(server|b)$' \
   --filter name='^webstack-swarm(-b)?-[0-9]+$')
 [[ -z $stale ]] || docker rm -f $stale >/dev/null
 # Lane a: the default names and ports (those of a plain `molecule test`). Lane b: its own.
+# WEBSTACK_LANE names the lane; it also keeps run_lane's `export "$@"` from being a bare
+# `export`, which would print the environment instead of setting anything.
 run_lane a "${1:?lane a}" WEBSTACK_LANE=a &
 a=$!
 run_lane b "${2:?lane b}" WEBSTACK_LANE=b \
