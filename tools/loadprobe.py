@@ -75,6 +75,8 @@ POST_BODY = b'{"source":"loadprobe"}'
 LOOPBACK_HOSTS = {"127.0.0.1": "127.0.0.1", "::1": "::1", "localhost": "127.0.0.1"}
 MAX_FAILURES_KEPT = 200
 TEXT_LIMIT = 200
+# How much of an error page a failure keeps.
+ANSWER_LIMIT = 160
 ERROR_LIMIT = 200
 # Every request is kept in memory until the end, so the request bound is also a memory bound.
 MAX_REQUESTS_LIMIT = 200_000
@@ -485,6 +487,8 @@ class _Worker:
             pass
         elif error is None and not 200 <= (status or 0) < 300:
             error = f"HTTP {status}"
+            # The start of the error page names the hop that answered (NGINX's says "nginx").
+            text = " ".join(attempt.body.decode("utf-8", "replace").split())[:ANSWER_LIMIT]
         elif error is None and path == self.config.home:
             text = self.shared.intern(attempt.body.decode("utf-8", "replace").strip()[:TEXT_LIMIT])
         elif error is None and path == self.config.counter_path:
@@ -730,6 +734,8 @@ def _build_result(
                             "status": record.status,
                             "error": record.error,
                             "retried": record.retried,
+                            # The start of an error status's page, else None.
+                            "answer": record.text,
                         },
                     )
                 )

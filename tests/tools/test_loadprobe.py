@@ -381,6 +381,8 @@ def test_maintenance_answers_are_counted_apart_and_other_503s_fail(server: Serve
     # A 503 without the maintenance header is a failure, as before.
     assert result["failed"] == 2
     assert {failure["error"] for failure in result["failures"]} == {"HTTP 503"}
+    # A failure keeps the start of the error page, which names the hop that answered.
+    assert {failure["answer"] for failure in result["failures"]} == {"unavailable"}
     # The maintenance page is no text of the app, and no counter sample.
     assert {item[1] for item in result["texts"]} == {"v1"}
     assert all(visits is not None for _, visits, _ in result["counter"])

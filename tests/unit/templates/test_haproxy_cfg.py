@@ -93,10 +93,15 @@ def test_on_a_swarm_each_backend_follows_its_tasks_through_dockers_dns(swarm: Pa
         " init-addr none"
     ]
     assert not [line for line in found["backend app"] if line.startswith("server ")]
+    # A slot's pooled connections to a task gone from it are never shared (with a POST).
+    assert "http-reuse never" in found["backend app"]
 
 
 def test_one_server_has_no_resolvers(multi: Path) -> None:
     assert "resolvers docker" not in sections((multi / "haproxy.cfg").read_text())
+    # Servers leave through the Runtime API (drained, then deleted with their connections):
+    # pooled connections are shared as by default.
+    assert "http-reuse" not in (multi / "haproxy.cfg").read_text()
 
 
 def test_frontend_tries_hosts_then_prefixes_longest_first_then_the_root(multi: Path) -> None:
