@@ -143,6 +143,7 @@ class Record(NamedTuple):
     duration: float
     status: int | None
     path: str
+    # The app's text for the home path; for an error status, the start of its page.
     text: str | None
     version: str | None
     visits: int | None
