@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -32,7 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = "webstack-local"
+# BENCH_SERVER: another server than `make up`'s, such as the speed benchmark's (--keep).
+SERVER = os.environ.get("BENCH_SERVER", "webstack-local")
 NETWORK = "webstack_internal"
 IMAGE = "webstack-bench/wrk:local"
 # Built inside the server from the Debian base the stack's images use. pace.lua makes each
