@@ -41,27 +41,40 @@ run_lane() {
 }
 
 start=$(date +%s)
-# A run cut short (a crash, ^C) can leave a server holding a lane's port, which the other
-# lane's next scenario would then fail to publish: start with none of the lanes' servers.
-stale=$(docker ps -aq --filter name='^webstack-molecule-(server|b)$' \
-  --filter name='^webstack-swarm(-b)?-[0-9]+$')
+# A run cut short (a crash, ^C) can leave a server holding a lane's port, which another lane's
+# next scenario would then fail to publish: start with none of the lanes' servers.
+stale=$(docker ps -aq --filter name='^webstack-molecule-(server|[b-z])$' \
+  --filter name='^webstack-swarm(-[b-z])?-[0-9]+$')
 [[ -z $stale ]] || docker rm -f $stale >/dev/null
-# Lane a: the default names and ports (those of a plain `molecule test`). Lane b: its own.
-# WEBSTACK_LANE names the lane; it also keeps run_lane's `export "$@"` from being a bare
-# `export`, which would print the environment instead of setting anything.
-run_lane a "${1:?lane a}" WEBSTACK_LANE=a &
-a=$!
-run_lane b "${2:?lane b}" WEBSTACK_LANE=b \
-  WEBSTACK_SERVER_NAME=webstack-molecule-b WEBSTACK_SWARM_NAME=webstack-swarm-b \
-  WEBSTACK_HTTP_PORT=18180 WEBSTACK_HTTPS_PORT=18543 &
-b=$!
-wait "$a"
-rc_a=$?
-wait "$b"
-rc_b=$?
+# Lane a: the default names and ports (those of a plain `molecule test`). Lanes b, c, ...: their
+# own server names and ports, 100 apart. WEBSTACK_LANE names the lane; it also keeps run_lane's
+# `export "$@"` from being a bare `export`, which would print the environment instead.
+names=(a b c d e f)
+pids=()
+(($# <= ${#names[@]})) || { echo "at most ${#names[@]} lanes" >&2; exit 2; }
+for i in $(seq 0 $(($# - 1))); do
+  name=${names[$i]}
+  steps=${*:$((i + 1)):1}
+  if ((i == 0)); then
+    run_lane a "$steps" WEBSTACK_LANE=a &
+  else
+    run_lane "$name" "$steps" WEBSTACK_LANE="$name" \
+      WEBSTACK_SERVER_NAME="webstack-molecule-$name" WEBSTACK_SWARM_NAME="webstack-swarm-$name" \
+      WEBSTACK_HTTP_PORT=$((18080 + 100 * i)) WEBSTACK_HTTPS_PORT=$((18443 + 100 * i)) &
+  fi
+  pids+=($!)
+done
+rcs=()
+failed=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}"
+  rc=$?
+  rcs+=("lane ${names[$i]} rc=$rc")
+  ((rc == 0)) || failed=1
+done
 
 echo
 echo "== steps (lane, step, exit code, seconds)"
 cat "$results/steps"
-echo "== both lanes: $(($(date +%s) - start))s; lane a rc=$rc_a, lane b rc=$rc_b"
-((rc_a == 0 && rc_b == 0))
+echo "== all lanes: $(($(date +%s) - start))s; ${rcs[*]}"
+((failed == 0))

@@ -132,6 +132,54 @@ def test_docker_health_mode_gives_up_on_a_stopped_container(tmp_path: Path) -> N
     assert code == 1 and "the container stopped (exited 3 unhealthy)" in output, output
 
 
+def run_with_health_test(
+    tmp_path: Path, test: list[str], exit_codes: list[int], timeout: str = "5"
+) -> tuple[int, str, list[str]]:
+    """Docker says "starting" throughout; `docker exec` (the gate's own run of the image's
+    HEALTHCHECK command) exits with each code in turn, then the last one again. Returns the
+    module's verdict, its detail and every docker exec command line."""
+    codes, execs = tmp_path / "exec-codes", tmp_path / "execs"
+    codes.write_text("\n".join(map(str, exit_codes)) + "\n")
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = exec ]; then\n'
+        f'  echo "$*" >> "{execs}"\n'
+        f'  code=$(head -n 1 "{codes}")\n'
+        f'  if [ "$(wc -l < "{codes}")" -gt 1 ]; then sed -i 1d "{codes}"; fi\n'
+        '  exit "$code"\n'
+        "fi\n"
+        "echo 'running 0 starting'\n"
+    )
+    docker.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    args = {"container": "app-1", "timeout": timeout, "docker_health": True, "health_test": test}
+    code, detail = call(env, args)
+    return code, detail, execs.read_text().splitlines() if execs.exists() else []
+
+
+def test_the_image_s_healthcheck_command_passing_is_ready_before_docker_s_first_check(
+    tmp_path: Path,
+) -> None:
+    code, output, execs = run_with_health_test(tmp_path, ["CMD-SHELL", "curl -f localhost"], [1, 0])
+    assert code == 0 and "its HEALTHCHECK command passed" in output, output
+    # Run as Docker runs a CMD-SHELL test, in the container; once a second, not in a tight loop.
+    assert execs == ["exec app-1 /bin/sh -c curl -f localhost"] * 2, execs
+    assert float(output.split()[2].rstrip("s")) >= 0.9, output
+
+
+def test_a_cmd_healthcheck_runs_its_argv_as_is(tmp_path: Path) -> None:
+    code, output, execs = run_with_health_test(tmp_path, ["CMD", "/bin/check", "--quick"], [0])
+    assert code == 0, output
+    assert execs == ["exec app-1 /bin/check --quick"], execs
+
+
+def test_a_healthcheck_command_that_keeps_failing_is_not_ready(tmp_path: Path) -> None:
+    code, output, execs = run_with_health_test(tmp_path, ["CMD-SHELL", "false"], [1], timeout="2")
+    assert code == 1 and "not healthy within 2s (state running 0 starting)" in output, output
+    assert 2 <= len(execs) <= 4, execs
+
+
 def test_docker_health_mode_times_out(tmp_path: Path) -> None:
     code, output = run_docker_health(tmp_path, ["running 0 starting"], timeout="1")
     assert code == 1 and "not healthy within 1s (state running 0 starting)" in output, output

@@ -155,7 +155,7 @@ def load(
     keepalive_workers: int = 3,
     fresh_workers: int = 2,
     slow_workers: int = 2,
-    pace: float = 0.02,
+    pace: float = 0.04,
     prefix: str = "",
 ) -> Iterator[dict]:
     """Run the load probe around the block; the yielded dict gets the result at exit.
@@ -178,7 +178,11 @@ def load(
             f"--post-workers={post_workers}",
             "--slow-seconds=3",
             f"--counter-every={counter_every}",
-            # Paced so the deploy under test still gets CPU on a two-core machine.
+            # Paced so the deploy under test still gets CPU on a two-core machine, where two
+            # lanes of scenarios run at once. Each fast worker then sends up to 25 requests a
+            # second (about 140 a second in all on an idle machine): a request is in flight
+            # every few milliseconds all through a switch. At 0.02 the load alone took 60% of a
+            # core per lane (about 270 requests a second), and the lanes were CPU-bound.
             f"--pace={pace}",
             f"--prefix={prefix}",
             f"--out={out}",
