@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Run the unit tests and the molecule scenarios in two lanes at once. Most of a scenario's time
-# is spent waiting (for a server to boot, a health check, a load window, a deploy's round
-# trips), so two lanes on two cores take little more than the longer lane. Each lane has its
-# own server names and loopback ports, so the two never touch each other's containers.
+# Run the unit tests and the molecule scenarios in lanes at once. A scenario spends much of
+# its time waiting (for a server to boot, a health check, a load window), but a deploy, a
+# converge and the load are CPU work: on two cores, three lanes keep both cores busy without
+# slowing each lane much. Each lane has its own server names and loopback ports, so lanes
+# never touch each other's containers.
 #
-#   scripts/test-lanes.sh 'unit swarm faults' 'anyapp release default'   (make test)
+#   scripts/test-lanes.sh 'unit swarm' 'release default' 'faults anyapp'   (make test)
 #
 # A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
-# first failing step; the other lane goes on, so one run shows every failing lane. Each line of
+# first failing step; the others go on, so one run shows every failing lane. Each line of
 # output is prefixed with its lane; the end prints every step's result and duration.
 set -uo pipefail
 cd "$(dirname "$0")/.."
