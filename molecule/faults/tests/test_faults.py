@@ -12,6 +12,7 @@ import time
 from stackcheck import (
     NEW_TEXT,
     STACK,
+    answers_cut_mid_body,
     app_containers,
     assert_no_failed_request,
     changed_app,
@@ -46,14 +47,22 @@ def test_a_crashed_app_replica_is_taken_out_and_comes_back(host, tmp_path) -> No
         time.sleep(3)
         # SIGKILL from the server, as a crash: the restart policy brings it back (docker kill
         # would count as a manual stop).
+        killed_from = time.time()
         host.check_output(f"kill -9 $(docker inspect -f '{{{{.State.Pid}}}}' {victim})")
+        killed_until = time.time()
         crashed = time.monotonic()
         time.sleep(2)
         wait_for(lambda: all_servers_up(host), timeout=90)
         recovered = time.monotonic() - crashed
         time.sleep(3)
     report("app replica crashed", result, recovered)
-    assert_no_failed_request(result)
+    # Answers the replica had begun when it died are cut (seen once in a clean-clone run: a
+    # 200 and none of its 23 bytes): counted and shown, and only those may fail. At most
+    # what the victim can serve at once (2 gunicorn workers of 4 threads).
+    cut = answers_cut_mid_body(result, killed_from, killed_until)
+    print(f"fault: app replica crashed: {len(cut)} answers cut mid-body by the crash: {cut}")
+    assert len(cut) <= 8
+    assert_no_failed_request(result, allowed=cut)
     assert docker_inspect(host, victim)["RestartCount"] >= 1
 
 
