@@ -10,12 +10,14 @@
 #
 # A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
 # first failing step; the others go on, so one run shows every failing lane. Each line of
-# output is prefixed with its lane; the end prints every step's result and duration.
+# output is prefixed with its lane and the seconds since the run began; the end prints every
+# step's result and duration.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/.venv/bin}
 export PATH=$BIN:$PATH
 results=$(mktemp -d)
+start=$(date +%s)
 trap 'rm -rf "$results"' EXIT
 
 lane() {
@@ -34,15 +36,24 @@ lane() {
   done
 }
 
+# Prefix each line with its lane and the seconds since the start of the run: where a step's
+# time goes shows in the log itself.
+stamp() {
+  local line now
+  while IFS= read -r line; do
+    printf -v now '%(%s)T' -1
+    printf '[%s %4d] %s\n' "$1" $((now - start)) "$line"
+  done
+}
+
 run_lane() {
   local name=$1 steps=$2
   shift 2
   # shellcheck disable=SC2086  # a lane's steps are words
-  (export "$@"; lane "$name" $steps) 2>&1 | sed -u "s/^/[$name] /"
+  (export "$@"; lane "$name" $steps) 2>&1 | stamp "$name"
   return "${PIPESTATUS[0]}"
 }
 
-start=$(date +%s)
 # A run cut short (a crash, ^C) can leave a server holding a lane's port, which another lane's
 # next scenario would then fail to publish: start with none of the lanes' servers.
 stale=$(docker ps -aq --filter name='^webstack-molecule-(server|[b-z])$' \
