@@ -2,6 +2,10 @@
 
 Zero failed requests, except while the whole server restarts (it cannot answer then): that
 test measures how long the site is gone and that it comes back by itself.
+
+They run after test_1_releases.py, on the server it leaves (a release of the sample app
+serving, its history and kept images): a provisioned server that has seen releases, as a
+real one has when a fault comes.
 """
 
 from __future__ import annotations

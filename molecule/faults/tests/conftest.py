@@ -1,6 +1,0 @@
-"""Makes the shared helpers (molecule/resources/tests/stackcheck.py) importable."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources" / "tests"))
