@@ -6,7 +6,7 @@
 # met a response cut mid-body: make test keeps two. Each lane has its own server names and
 # loopback ports, so lanes never touch each other's containers.
 #
-#   scripts/test-lanes.sh 'unit release' 'anyapp swarm default'   (make test)
+#   scripts/test-lanes.sh 'unit anyapp swarm' 'release default'   (make test)
 #
 # A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
 # first failing step; the others go on, so one run shows every failing lane. Each line of
