@@ -290,3 +290,34 @@ def test_a_maintenance_switch_other_than_on_or_off_is_refused(
     counts = recap(result.stdout)
     assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
     assert "maintenance must be on or off" in result.stdout.split("fatal:", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"webstack_name": "Has Spaces"}, "webstack_name"),
+        ({"release_guard_seconds": -30}, "release_guard_seconds"),
+    ],
+)
+def test_the_release_role_used_without_the_preflight_checks_its_inputs_itself(
+    inventory: Path, tmp_path: Path, settings: dict[str, object], named: str
+) -> None:
+    # Our playbooks check every input in playbooks/preflight.yml, and the role then skips its
+    # own checks (release_inputs_checked). A playbook of someone else's has no preflight.
+    playbook = tmp_path / "own.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "Deploy with the release role alone",
+                    "hosts": "web",
+                    "gather_facts": False,
+                    "roles": [{"role": "release", "release_action": "deploy"}],
+                }
+            ]
+        )
+    )
+    result = run_playbook(inventory, settings, playbook=str(playbook))
+    counts = recap(result.stdout)
+    assert counts["failed"] == 1 and counts["unreachable"] == 0, result.stdout
+    assert named in result.stdout.split("fatal:", 1)[-1], result.stdout
