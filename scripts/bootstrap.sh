@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine to run the stack and its tests, from nothing but Debian and PyPI:
 # a Docker engine, a Python venv with Ansible and the test tools, the Debian base image
-# (no registry is reachable, so it is made with debootstrap) and the "server" image that
-# stands in for a fresh Debian 12 server. Safe to run again: every step checks first.
+# (no registry is reachable, so it is made with debootstrap), the "server" image that
+# stands in for a fresh Debian 12 server, and that server with Debian's Docker installed. Safe to run again: every step checks first.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ CACHE=$ROOT/.cache
 BASE_IMAGE=debian:bookworm-slim
 BASE_ARCHIVE=$CACHE/images/debian-bookworm-slim.tar
 SERVER_IMAGE=webstack-server:bookworm
+DOCKER_SERVER_IMAGE=webstack-server:bookworm-docker
 
 log() { printf '\n== %s\n' "$*"; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -63,5 +64,11 @@ fi
 if ! docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1 || [[ -n ${REBUILD_SERVER:-} ]]; then
   log "Building the server image $SERVER_IMAGE"
   docker build -q -t "$SERVER_IMAGE" images/server >/dev/null
+  docker image rm "$DOCKER_SERVER_IMAGE" >/dev/null 2>&1 || true
+fi
+if ! docker image inspect "$DOCKER_SERVER_IMAGE" >/dev/null 2>&1; then
+  log "Building the server image with Docker installed, $DOCKER_SERVER_IMAGE"
+  docker build -q --build-arg SERVER_IMAGE="$SERVER_IMAGE" -t "$DOCKER_SERVER_IMAGE" \
+    images/server-docker >/dev/null
 fi
 log "Ready"
