@@ -2,7 +2,9 @@
 # Prepare this machine to run the stack and its tests, from nothing but Debian and PyPI:
 # a Docker engine, a Python venv with Ansible and the test tools, the Debian base image
 # (no registry is reachable, so it is made with debootstrap), the "server" image that
-# stands in for a fresh Debian 12 server, and that server with Debian's Docker installed. Safe to run again: every step checks first.
+# stands in for a fresh Debian 12 server, and that server with Debian's Docker installed.
+# Safe to run again: every step checks first. An image is built only when it is missing:
+# after a change to images/, REBUILD_SERVER=1 builds both server images again.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
