@@ -327,38 +327,47 @@ def text_app(base: Path, text: str) -> Path:
     return source
 
 
-@pytest.mark.parametrize(
-    ("at_task", "text"),
-    [
-        # The new replica was added to HAProxy and is UP; the old one is about to drain.
-        ("Drain the old server", "Hello beautiful world, cut off after the add!"),
-        # The old replica was drained and left HAProxy; its container still runs.
-        ("Stop and remove the old container", "Hello beautiful world, cut off after the removal!"),
-    ],
-    ids=["after-add", "after-removal"],
-)
-def test_a_deploy_cut_off_halfway_keeps_serving_and_the_next_one_converges(  # type: ignore[no-untyped-def]
-    host, tmp_path, at_task, text
+def cut_off_lock_owner(host, cut_output: str) -> dict:  # type: ignore[no-untyped-def]
+    """The lock a cut-off deploy left behind, naming the run that is gone."""
+    assert host.file(LOCK).exists, cut_output[-3000:]
+    owner = json.loads(host.file(f"{LOCK}/owner.json").content_string)
+    assert owner["controller"] and owner["process"] != "unknown", owner
+    return owner
+
+
+def test_deploys_cut_off_in_a_row_keep_serving_and_the_next_one_converges(  # type: ignore[no-untyped-def]
+    host, tmp_path
 ) -> None:
-    source = text_app(tmp_path / "app", text)
+    """Two deploys of two releases cut off one after the other, then a third that converges.
+
+    Each cut is at a point where two releases serve side by side: the first after its new
+    replica was added to HAProxy and is UP (the old one about to drain), the second, which
+    meets what the first left, after an old replica was drained and left HAProxy (its container
+    still runs). The last deploy finds three releases' containers and keeps only its own.
+    """
+    first = text_app(tmp_path / "first", "Hello beautiful world, cut off after the add!")
+    text = "Hello beautiful world, cut off after the removal!"
+    second = text_app(tmp_path / "second", text)
     with load(tmp_path) as result:
-        cut_output = deploy_cut_off(source, at_task)
-        # Cut off: the lock stays, naming the run that is gone.
-        assert host.file(LOCK).exists, cut_output[-3000:]
-        owner = json.loads(host.file(f"{LOCK}/owner.json").content_string)
-        assert owner["controller"] and owner["process"] != "unknown", owner
-        # The next deploy finds the holder gone, clears the lock by itself and converges.
-        code, output = finish(playbook("deploy.yml", "-e", f"app_source={source}"))
+        first_owner = cut_off_lock_owner(host, deploy_cut_off(first, "Drain the old server"))
+        # The next deploy finds the holder gone and clears the lock by itself; it is cut off too.
+        cut_output = deploy_cut_off(second, "Stop and remove the old container")
+        assert "Cleared the deploy lock" in cut_output, cut_output[-3000:]
+        assert cut_off_lock_owner(host, cut_output)["process"] != first_owner["process"]
+        code, output = finish(playbook("deploy.yml", "-e", f"app_source={second}"))
         converged_at = time.time()
     assert code == 0, output[-4000:]
     assert "Cleared the deploy lock" in output and "process is gone" in output, output[-4000:]
     assert_no_failed_request(result)
     assert loadprobe.texts_after(result, converged_at - result["started_at"]) == {text}
-    target = history(host)[-1]["version"]
-    assert history(host)[-1]["result"] == "success"
-    interrupted = [item for item in history(host) if item["result"] == "interrupted"]
-    assert interrupted and interrupted[-1]["version"] == target, history(host)[-3:]
-    assert "cleared" in interrupted[-1]["note"]
+    records = history(host)
+    target = records[-1]["version"]
+    assert records[-1]["result"] == "success"
+    # Both cut-off runs are recorded as interrupted, each cleared by the run after it.
+    interrupted = [item for item in records if item["result"] == "interrupted"][-2:]
+    assert len(interrupted) == 2 and interrupted[-1]["version"] == target, records[-4:]
+    assert interrupted[0]["version"] != target, records[-4:]
+    assert all("cleared" in item["note"] for item in interrupted), interrupted
     # Exactly the target's replicas remain, and HAProxy balances over exactly them.
     wanted = {f"{target}-1", f"{target}-2"}
     assert {name.removeprefix("webstack-app-") for name in app_containers(host)} == wanted
