@@ -237,6 +237,23 @@ def test_site_yml_serves_every_service_at_its_route(host) -> None:  # type: igno
     assert WORKER_FIRST in host.check_output(f"docker logs --tail 5 {worker[0]}")
 
 
+def test_the_playbooks_log_in_as_a_user_with_sudo_and_become_root(host) -> None:  # type: ignore[no-untyped-def]
+    """site.yml above, and every deploy below, logged in as `admin` and became root with sudo."""
+    # The checks themselves run as admin through sudo (conftest.py).
+    assert host.check_output("id -un; echo $SUDO_USER").split() == ["root", "admin"]
+    # sudo logs each command to the journal: Ansible's become wraps each module run in a
+    # command that echoes BECOME-SUCCESS-<nonce>, run as root on admin's behalf (logged as
+    # COMMAND=/bin/sh -c 'echo BECOME-SUCCESS-...; /usr/bin/python3.11').
+    becomes = host.check_output(
+        "journalctl _COMM=sudo --no-pager -o cat | grep -c "
+        "'admin : .*USER=root ; COMMAND=/bin/sh -c .echo BECOME-SUCCESS-[a-z]\\{32\\} ' || true"
+    )
+    assert int(becomes) > 50, becomes
+    # What site.yml made is root's, not the login's.
+    assert host.file("/opt/webstack").user == "root"
+    assert host.file("/opt/webstack/releases/web/history.jsonl").user == "root"
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 
@@ -600,7 +617,9 @@ def test_each_service_has_its_history_and_each_web_service_its_haproxy_backend(h
         "haproxy_runtime",
         f"socket={RUNTIME_SOCKET} state=command command='show servers state'",
         check=False,
-        become=False,
+        # A module run through Ansible, not a check: sudo here is Ansible's become (the socket
+        # is root's and this scenario logs in as admin).
+        become=True,
     )
     assert not result.get("failed"), result
     rows = [line.split() for line in result["stdout"].splitlines()]
