@@ -3,8 +3,9 @@
 # a Docker engine, a Python venv with Ansible and the test tools, the Debian base image
 # (no registry is reachable, so it is made with debootstrap), the "server" image that
 # stands in for a fresh Debian 12 server, and that server with Debian's Docker installed.
-# Safe to run again: every step checks first. An image is built only when it is missing:
-# after a change to images/, REBUILD_SERVER=1 builds both server images again.
+# Safe to run again: every step checks first. A server image is built again when its
+# directory under images/ changed (the image carries the directory's digest as a label);
+# REBUILD_SERVER=1 builds both again anyway (a newer Debian, say).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -63,14 +64,25 @@ if [[ ! -s $BASE_ARCHIVE ]]; then
   docker save -o "$BASE_ARCHIVE" "$BASE_IMAGE"
 fi
 
-if ! docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1 || [[ -n ${REBUILD_SERVER:-} ]]; then
+# The digest of a build directory, and the one the image built from it carries.
+context_digest() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) \
+    | sha256sum | cut -d' ' -f1
+}
+image_digest() {
+  docker image inspect -f '{{index .Config.Labels "webstack.context"}}' "$1" 2>/dev/null || true
+}
+
+digest=$(context_digest images/server)
+if [[ $(image_digest "$SERVER_IMAGE") != "$digest" || -n ${REBUILD_SERVER:-} ]]; then
   log "Building the server image $SERVER_IMAGE"
-  docker build -q -t "$SERVER_IMAGE" images/server >/dev/null
+  docker build -q --label "webstack.context=$digest" -t "$SERVER_IMAGE" images/server >/dev/null
   docker image rm "$DOCKER_SERVER_IMAGE" >/dev/null 2>&1 || true
 fi
-if ! docker image inspect "$DOCKER_SERVER_IMAGE" >/dev/null 2>&1; then
+digest=$(context_digest images/server-docker)
+if [[ $(image_digest "$DOCKER_SERVER_IMAGE") != "$digest" ]]; then
   log "Building the server image with Docker installed, $DOCKER_SERVER_IMAGE"
-  docker build -q --build-arg SERVER_IMAGE="$SERVER_IMAGE" -t "$DOCKER_SERVER_IMAGE" \
-    images/server-docker >/dev/null
+  docker build -q --build-arg SERVER_IMAGE="$SERVER_IMAGE" --label "webstack.context=$digest" \
+    -t "$DOCKER_SERVER_IMAGE" images/server-docker >/dev/null
 fi
 log "Ready"
