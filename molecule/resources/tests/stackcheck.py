@@ -216,8 +216,10 @@ def load(
             time.sleep(0.2)
         yield holder
     finally:
-        # Slow requests keep going for a few seconds after the release, then the probe stops.
-        time.sleep(4)
+        # Two more seconds of load after the block (a few hundred requests, each of them to
+        # answer as the block left the site), then the probe stops: it starts no request, and
+        # lets the ones in flight finish (a slow one takes up to 3 s).
+        time.sleep(2)
         stop.touch()
         probe.wait(timeout=LOAD_SECONDS + 60)
     holder.update(json.loads(out.read_text()))
