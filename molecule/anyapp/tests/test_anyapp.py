@@ -178,6 +178,16 @@ def step_starts(host, service: str, since: str, until: str) -> list[str]:  # typ
     ]
 
 
+def exits(host, service: str, since: str, until: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Exit codes of the service's containers that ended in the window, by name."""
+    lines = host.check_output(
+        f"docker events --since {since} --until {until} --filter type=container"
+        f" --filter event=die --filter label=webstack.service={service}"
+        " --format '{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}'"
+    ).splitlines()
+    return dict(line.split(" ", 1) for line in lines if " " in line)
+
+
 def no_step_container_left(host) -> bool:  # type: ignore[no-untyped-def]
     names = host.check_output("docker ps -a --format '{{.Names}}'").split()
     return not [name for name in names if name.endswith("-before-switch")]
@@ -352,6 +362,8 @@ def test_bad_services_are_refused_before_anything_changes(host, tmp_path) -> Non
 def test_a_new_release_of_web_ships_without_a_failed_request(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
     others = {service: container_ids(host, service) for service in ("api", "worker")}
     source = changed_copy("plain", tmp_path / "plain", FIRST, SECOND)
+    old = app_containers(host, "web")
+    since = since_now(host)
     with plain_load(tmp_path) as result:
         code, output = finish(ship(tmp_path, "web", web={"source": str(source)}))
         deployed_at = time.time()
@@ -359,6 +371,10 @@ def test_a_new_release_of_web_ships_without_a_failed_request(host, tmp_path) -> 
     assert_no_failed_request(result)
     assert loadprobe.texts_after(result, deployed_at - result["started_at"]) == {SECOND}
     assert history(host, "web")[-1]["result"] == "success"
+    # The app has no SIGTERM handler and would ignore SIGTERM as PID 1: under Docker's init
+    # each old replica ended on the SIGTERM of its stop (143), not on the SIGKILL that ends
+    # the stop timeout (137).
+    assert exits(host, "web", since, str(int(since_now(host)) + 1)) == dict.fromkeys(old, "143")
     assert running_versions(host, "web") == {current(host, "web")}
     assert {service: container_ids(host, service) for service in others} == others
 
