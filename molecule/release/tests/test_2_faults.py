@@ -50,7 +50,8 @@ def test_a_crashed_app_replica_is_taken_out_and_comes_back(host, tmp_path) -> No
     with load(tmp_path, post_workers=0) as result:
         time.sleep(3)
         # SIGKILL from the server, as a crash: the restart policy brings it back (docker kill
-        # would count as a manual stop).
+        # would count as a manual stop). The container's first process is Docker's init
+        # (replicas run with --init); it dies at once and takes the app down with it.
         killed_from = time.time()
         host.check_output(f"kill -9 $(docker inspect -f '{{{{.State.Pid}}}}' {victim})")
         killed_until = time.time()
