@@ -316,6 +316,9 @@ def test_a_restart_with_a_replica_gone_serves_at_once_and_heals(host, tmp_path) 
     running = {name.removeprefix(f"{STACK}-app-") for name in app_containers(host)}
     assert {server["svname"] for server in haproxy_servers(host)} == running
     assert f"recreated {victim}" in heal_log(host)
+    # The healer recreates from the removed replica's own settings: Docker's init among them.
+    recreated = host.check_output(f"docker inspect -f '{{{{.HostConfig.Init}}}}' {victim}")
+    assert recreated == "true", recreated
 
 
 def test_a_power_cut_brings_back_the_latest_release_and_keeps_acknowledged_writes(  # type: ignore[no-untyped-def]

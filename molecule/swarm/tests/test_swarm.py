@@ -164,6 +164,16 @@ def test_the_site_answers_from_tasks_on_both_app_nodes(host) -> None:  # type: i
     # HAProxy on the edge has both tasks, found through Docker's DNS, up.
     up = [server for server in haproxy_servers(host) if server["status"] == "UP"]
     assert len(up) == 2, haproxy_servers(host)
+    # Each task runs under Docker's init, which hands the app the stop signal: an app with no
+    # SIGTERM handler of its own still stops at once.
+    for name in (WORKER, LEAVER):
+        worker = node(name)
+        label = f"com.docker.swarm.service.name={SERVICE}"
+        ids = worker.check_output(f"docker ps -q --filter label={label}").split()
+        assert ids, name
+        shown = worker.check_output(f"docker inspect -f '{{{{.HostConfig.Init}}}}' {' '.join(ids)}")
+        inits = shown.split()
+        assert inits == ["true"] * len(ids), (name, inits)
 
 
 def test_maintenance_mode_switches_on_the_edge_node(host) -> None:  # type: ignore[no-untyped-def]
