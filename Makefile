@@ -7,7 +7,7 @@ LOCAL_SERVER := webstack-local
 LOCAL_HTTP_PORT ?= 8080
 LOCAL_HTTPS_PORT ?= 8443
 
-.PHONY: bootstrap up down test lint unit molecule
+.PHONY: bootstrap up down test lint checks unit molecule
 
 bootstrap:
 	VENV=$(VENV) scripts/bootstrap.sh
@@ -20,7 +20,10 @@ up: bootstrap
 down:
 	scripts/local-server.sh down
 
-lint: bootstrap
+lint: bootstrap checks
+
+# The linters alone: `make test` runs them in a lane of their own, beside the scenarios.
+checks:
 	$(BIN)/yamllint .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,6 +36,7 @@ molecule: bootstrap
 	PATH=$(BIN):$$PATH $(BIN)/molecule test --all
 
 # The unit tests and the scenarios in two lanes at once (scripts/test-lanes.sh says why),
-# about equally long: each scenario's time is in the closing lines of a run.
-test: lint
-	BIN=$(BIN) scripts/test-lanes.sh 'unit anyapp swarm' 'release default'
+# about equally long: each scenario's time is in the closing lines of a run. The linters take a
+# third lane for their first half minute.
+test: bootstrap
+	BIN=$(BIN) scripts/test-lanes.sh 'unit anyapp swarm' 'release default' 'lint'

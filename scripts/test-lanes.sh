@@ -2,16 +2,18 @@
 # Run the unit tests and the molecule scenarios in lanes at once. A scenario spends part of its
 # time waiting (for a server to boot, a health check, a load window); a deploy, a converge and
 # the load are CPU work. On two cores, two lanes keep the cores about 83% busy. Three lanes
-# were 6% faster (1263 s against 1339 s) but kept them 95% busy, and a crash test then once
-# met a response cut mid-body: make test keeps two. Each lane has its own server names and
-# loopback ports, so lanes never touch each other's containers.
+# of scenarios were 6% faster (1263 s against 1339 s) but kept them 95% busy, and a crash test
+# then once met a response cut mid-body: make test keeps two. A third lane runs only the
+# linters: it ends within a minute, while the other two provision their first servers, and
+# no load test runs beside it. Each lane has its own server names and loopback ports, so
+# lanes never touch each other's containers.
 #
-#   scripts/test-lanes.sh 'unit anyapp swarm' 'release default'   (make test)
+#   scripts/test-lanes.sh 'unit anyapp swarm' 'release default' 'lint'   (make test)
 #
-# A lane is a list of steps: `unit` (pytest) or a molecule scenario's name. A lane stops at its
-# first failing step; the others go on, so one run shows every failing lane. Each line of
-# output is prefixed with its lane and the seconds since the run began; the end prints every
-# step's result and duration.
+# A lane is a list of steps: `unit` (pytest), `lint` (the linters, make checks) or a molecule
+# scenario's name. A lane stops at its first failing step; the others go on, so one run shows
+# every failing lane. Each line of output is prefixed with its lane and the seconds since the
+# run began; the end prints every step's result and duration.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/.venv/bin}
@@ -27,6 +29,8 @@ lane() {
     start=$(date +%s)
     if [[ $step == unit ]]; then
       "$BIN/pytest" -q --durations=15 app/tests tests
+    elif [[ $step == lint ]]; then
+      make --no-print-directory checks BIN="$BIN"
     else
       molecule test -s "$step"
     fi
