@@ -16,6 +16,9 @@ description:
     only when its content differs, to a temporary file beside it that then replaces it (a
     reader sees the old file or the new one, never a part). Owner, group and mode are set on
     every directory and file when they differ.
+  - A file may name a C(validate) command, as M(ansible.builtin.template) does; it runs on the
+    new content (its C(%s) is the temporary file's path) before that replaces the file, and a
+    content it refuses never lands. The module then fails with the command's output.
   - The contents are module arguments, shown at high verbosity; a task writing a secret sets
     C(no_log).
 options:
@@ -26,7 +29,9 @@ options:
     elements: raw
     default: []
   files:
-    description: Files to write; each is C(path) and C(content), optionally its own C(mode).
+    description:
+      - Files to write; each is C(path) and C(content), optionally its own C(mode) and a
+        C(validate) command (it must contain C(%s)).
     type: list
     elements: dict
     default: []
@@ -66,6 +71,7 @@ touched:
 """
 
 import os  # noqa: E402
+import shlex  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -95,7 +101,20 @@ def ensure_directory(module: AnsibleModule, path: str, mode: str) -> bool:
     return module.set_fs_attributes_if_different(_attributes(module, path, mode), made)
 
 
-def write_file(module: AnsibleModule, path: str, content: bytes, mode: str) -> bool:
+def _validate(module: AnsibleModule, command: str, temporary: str, path: str) -> None:
+    rc, out, err = module.run_command(command.replace("%s", shlex.quote(temporary)))
+    if rc != 0:
+        module.fail_json(
+            msg=f"failed to validate the new content of {path}; it was refused by: {command}",
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        )
+
+
+def write_file(
+    module: AnsibleModule, path: str, content: bytes, mode: str, validate: str | None = None
+) -> bool:
     try:
         with open(path, "rb") as stream:
             same = stream.read() == content
@@ -116,6 +135,8 @@ def write_file(module: AnsibleModule, path: str, content: bytes, mode: str) -> b
                 stream.flush()
                 os.fsync(stream.fileno())
             module.set_fs_attributes_if_different(_attributes(module, temporary, mode), False)
+            if validate:
+                _validate(module, validate, temporary, path)
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):
@@ -137,6 +158,12 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    for item in module.params["files"]:
+        validate = item.get("validate")
+        if validate is not None and (not isinstance(validate, str) or "%s" not in validate):
+            module.fail_json(
+                msg=f"the validate command of {item.get('path')} must contain %s: {validate!r}"
+            )
     touched = []
     for item in module.params["directories"]:
         path, mode = (
@@ -152,7 +179,7 @@ def main() -> None:
         if not isinstance(path, str) or not path.startswith("/") or not isinstance(content, str):
             module.fail_json(msg="each file needs an absolute path and a content (text)")
         mode = str(item.get("mode") or module.params["mode"])
-        if write_file(module, path, content.encode(), mode):
+        if write_file(module, path, content.encode(), mode, item.get("validate")):
             touched.append(path)
     module.exit_json(changed=bool(touched), touched=touched)
 

@@ -106,3 +106,40 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path) -> None
     assert missing_parent["failed"] and "name it in directories" in missing_parent["msg"]
     assert clash["failed"] and "is not a directory" in clash["msg"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["plain"]
+
+
+def test_a_validate_command_decides_whether_the_new_content_lands(tmp_path: Path) -> None:
+    target = tmp_path / "app.conf"
+    target.write_text("good = 1\n")
+    # A checker as a configuration's own binary would be: reads the candidate, says why not.
+    check = 'sh -c \'grep -q ^good "$1" || { echo "no good line in $1" >&2; exit 3; }\' sh %s'
+
+    refused = call({"files": [{"path": str(target), "content": "bad = 2\n", "validate": check}]})
+    kept = target.read_text()
+    accepted = call({"files": [{"path": str(target), "content": "good = 2\n", "validate": check}]})
+    never = "false %s"
+    again = call({"files": [{"path": str(target), "content": "good = 2\n", "validate": never}]})
+
+    assert refused["failed"] and refused["rc"] == 3, refused
+    assert "refused by" in refused["msg"] and "no good line" in refused["stderr"], refused
+    assert kept == "good = 1\n"
+    assert accepted["changed"] is True and accepted["touched"] == [str(target)], accepted
+    assert target.read_text() == "good = 2\n"
+    # An unchanged content is not checked again (as ansible.builtin.template does).
+    assert again["changed"] is False and not again.get("failed"), again
+    # The refused candidate was removed: only the file itself is there.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["app.conf"]
+
+
+def test_a_validate_command_without_its_placeholder_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    result = call(
+        {
+            "directories": [str(tmp_path / "conf")],
+            "files": [{"path": str(tmp_path / "conf" / "a"), "content": "x", "validate": "true"}],
+        }
+    )
+
+    assert result["failed"] and "must contain %s" in result["msg"], result
+    assert list(tmp_path.iterdir()) == []
