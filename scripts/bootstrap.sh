@@ -42,8 +42,8 @@ fi
 
 # Debian's own Python when it has the venv module (python3-venv): Ansible's controller, which
 # does most of the work in a test run, took 10% less CPU for the same deploy here than with a
-# Python built from source by pyenv without profile-guided optimisation (7.1-7.2 s against
-# 7.7-8.0 s). PYTHON=... chooses another.
+# Python built from source by pyenv without profile-guided optimisation (6.7-7.2 s against
+# 7.4-8.0 s). PYTHON=... chooses another.
 if [[ -z ${PYTHON:-} ]]; then
   PYTHON=python3
   if /usr/bin/python3 -c 'import ensurepip, sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
