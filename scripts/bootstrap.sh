@@ -25,6 +25,9 @@ command -v dockerd >/dev/null || apt_packages+=(docker.io)
 command -v debootstrap >/dev/null || apt_packages+=(debootstrap)
 command -v socat >/dev/null || apt_packages+=(socat)
 command -v curl >/dev/null || apt_packages+=(curl)
+# The venv needs Python's venv and ensurepip modules, which Debian and Ubuntu package apart
+# (python3-venv; a minimal image has no Python at all).
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if ((${#apt_packages[@]})); then
   log "Installing ${apt_packages[*]}"
   as_root apt-get update -qq
@@ -55,7 +58,9 @@ venv_stamp=$(cat requirements.txt; "$PYTHON" -c 'import sys; print("# python", s
 if [[ ! -x $VENV/bin/ansible-playbook ]] || [[ $venv_stamp != "$(cat "$VENV/.requirements.txt" 2>/dev/null)" ]]; then
   log "Installing Python packages into $VENV"
   # --clear empties a venv made before (another Python's); any other directory is left as it is.
-  "$PYTHON" -m venv $([[ -e $VENV/pyvenv.cfg ]] && echo --clear) "$VENV"
+  venv_options=()
+  [[ ! -e $VENV/pyvenv.cfg ]] || venv_options=(--clear)
+  "$PYTHON" -m venv "${venv_options[@]}" "$VENV"
   # No byte-compiling of every file at install (the ansible package alone holds thousands):
   # Python compiles the modules a run imports, once, when it first imports them. The venv's
   # own pip installs these wheels as they are. Together 13 s instead of 30 s here.
