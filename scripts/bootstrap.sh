@@ -54,17 +54,26 @@ if [[ -z ${PYTHON:-} ]]; then
   fi
 fi
 # The venv is made again when the requirements or the Python behind it change.
-venv_stamp=$(cat requirements.txt; "$PYTHON" -c 'import sys; print("# python", sys.executable, sys.version)')
+# "compiled": venvs made before their modules were byte-compiled are made again.
+venv_stamp=$(cat requirements.txt; "$PYTHON" -c 'import sys; print("# python", sys.executable, sys.version)'
+  echo "# compiled")
 if [[ ! -x $VENV/bin/ansible-playbook ]] || [[ $venv_stamp != "$(cat "$VENV/.requirements.txt" 2>/dev/null)" ]]; then
   log "Installing Python packages into $VENV"
   # --clear empties a venv made before (another Python's); any other directory is left as it is.
   venv_options=()
   [[ ! -e $VENV/pyvenv.cfg ]] || venv_options=(--clear)
   "$PYTHON" -m venv "${venv_options[@]}" "$VENV"
-  # No byte-compiling of every file at install (the ansible package alone holds thousands):
-  # Python compiles the modules a run imports, once, when it first imports them. The venv's
-  # own pip installs these wheels as they are. Together 13 s instead of 30 s here.
+  # pip's own byte-compiling goes one file after another through every file, the ~15,000 of
+  # the collections bundled with ansible included. Those are never read as bytecode: Ansible
+  # loads collection code from source whatever is on disk. The rest is compiled below, on
+  # both cores. Python would compile a module when a run first imports it, but not where
+  # PYTHONDONTWRITEBYTECODE is set (as on the test machines here): then every
+  # ansible-playbook compiled its ~350 imports again, 0.35 s of CPU a run, and each deploy
+  # took 0.6 s more of the controller's CPU (9.9 s against 9.3 s).
   "$VENV/bin/pip" install -q --no-compile -r requirements.txt
+  # A file that does not compile only costs speed: its module is compiled at each import.
+  "$VENV/bin/python" -m compileall -q -j 0 -x '/ansible_collections/' "$VENV/lib" >/dev/null ||
+    echo "Some modules in $VENV were not byte-compiled: runs compile them when they import them" >&2
   printf '%s\n' "$venv_stamp" >"$VENV/.requirements.txt"
 fi
 # Offline on purpose: the ansible package already bundles every collection we need.
