@@ -2,7 +2,8 @@
 
 The pure parts (the create body, the decisions, the Runtime API commands) are tested on real
 documents: `docker inspect` of Docker 20.10.24 and `show servers state` rows of HAProxy 2.6.12.
-The runs use a fake Docker and the fake HAProxy of conftest.py.
+The runs use a fake Docker and the fake HAProxy of conftest.py; Docker's reads are also tested
+against this machine's own engine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -772,3 +776,44 @@ def test_a_deploy_refuses_an_unreadable_config_it_would_merge_into(tmp_path: Pat
     wh.write_wanted(path, want_request(tmp_path, {"app": []}, replace=True), FakeDocker())
 
     assert json.loads(path.read_text())["groups"] == {"app": []}
+
+
+# Docker's reads against this machine's engine (make bootstrap starts it and imports the image).
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def engine_container() -> Any:
+    """A container made (not started) on this machine's engine, removed afterwards."""
+    if shutil.which("docker") is None or _docker("info").returncode != 0:
+        pytest.skip("no Docker engine on this machine")
+    if os.environ.get("DOCKER_HOST", "unix://" + wh.DOCKER_SOCKET) != "unix://" + wh.DOCKER_SOCKET:
+        pytest.skip("the engine is not on the socket the healer reads")
+    name = f"webstack-heal-unit-{os.getpid()}"
+    made = _docker(
+        "create", "--name", name, "--label", "webstack.test=heal", "debian:bookworm-slim", "true"
+    )
+    assert made.returncode == 0, made.stderr
+    yield name
+    _docker("rm", "--force", name)
+
+
+def test_inspect_reads_what_docker_inspect_prints_through_the_engine_api(
+    engine_container: str,
+) -> None:
+    found = wh.Docker().inspect([engine_container, f"{engine_container}-missing"])
+    printed = json.loads(_docker("container", "inspect", engine_container).stdout)
+    # The same document the CLI prints, by name; a name the engine does not know is left out.
+    assert found == {engine_container: printed[0]}
+    assert found[engine_container]["Config"]["Labels"]["webstack.test"] == "heal"
+    assert wh.Docker().inspect([]) == {}
+
+
+def test_inspect_fails_when_the_engine_does_not_answer(tmp_path: Path) -> None:
+    with pytest.raises(wh.HealError, match="Engine API GET /containers/webstack-redis/json failed"):
+        wh.Docker(str(tmp_path / "no-engine.sock")).inspect(["webstack-redis"])

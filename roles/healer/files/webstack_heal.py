@@ -392,7 +392,7 @@ def _count(value: str | None) -> int:
         return 0
 
 
-# Docker: the CLI for reading, starting and unpausing; the Engine API for creating.
+# Docker: the Engine API for reading and creating; the CLI for starting and unpausing.
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -420,20 +420,15 @@ class Docker:
         self.socket_path = socket_path
 
     def inspect(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """`docker container inspect` of the containers that exist, by name."""
-        names = list(names)
-        if not names:
-            return {}
-        result = self._cli("container", "inspect", *names, check=False)
-        errors = [
-            line
-            for line in result.stderr.splitlines()
-            if line.strip() and "No such container" not in line
-        ]
-        if errors:
-            raise HealError(f"docker container inspect failed: {' '.join(errors)}")
-        found = json.loads(result.stdout or "[]")
-        return {item["Name"].lstrip("/"): item for item in found}
+        """The inspect document (as `docker container inspect` prints it) of each container that
+        exists, by name: one Engine API call each, where a `docker` process cost a run about a
+        third of its CPU."""
+        found = {}
+        for name in names:
+            document = self._get(f"/containers/{quote(name, safe='')}/json")
+            if document is not None:
+                found[document["Name"].lstrip("/")] = document
+        return found
 
     def start(self, name: str) -> None:
         self._cli("start", name)
@@ -471,7 +466,27 @@ class Docker:
     def _post(self, path: str, body: dict[str, Any]) -> None:
         self._request("POST", path, body)
 
+    def _get(self, path: str) -> dict[str, Any] | None:
+        """The JSON document at path, or None when the engine has no such object (404)."""
+        status, reply = self._call("GET", path, None)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise HealError(f"Engine API GET {path}: {status} {_message(reply)}")
+        try:
+            document = json.loads(reply)
+        except ValueError:
+            raise HealError(f"Engine API GET {path}: not JSON: {reply[:200]}") from None
+        if not isinstance(document, dict):
+            raise HealError(f"Engine API GET {path}: not a JSON object: {reply[:200]}")
+        return document
+
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> None:
+        status, reply = self._call(method, path, body)
+        if status >= 300:
+            raise HealError(f"Engine API {method} {path}: {status} {_message(reply)}")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, str]:
         connection = UnixHTTPConnection(self.socket_path, DOCKER_TIMEOUT_SECONDS)
         try:
             payload = None if body is None else json.dumps(body)
@@ -483,8 +498,7 @@ class Docker:
             raise HealError(f"Engine API {method} {path} failed: {err}") from None
         finally:
             connection.close()
-        if response.status >= 300:
-            raise HealError(f"Engine API {method} {path}: {response.status} {_message(reply)}")
+        return response.status, reply
 
 
 def _message(reply: str) -> str:
