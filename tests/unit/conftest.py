@@ -1,4 +1,5 @@
-"""Fixtures for the haproxy_runtime module: the module itself, and a fake HAProxy.
+"""Fixtures for the haproxy_runtime module: the module itself, and a fake HAProxy; and the
+docker CLI, for the tests that use this machine's own engine.
 
 The fake answers the Runtime API on a real unix socket, one command per connection, with the
 replies and formats that HAProxy 2.6.12 (Debian 12) gives, captured from a real instance.
@@ -9,11 +10,12 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import socketserver
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -377,3 +379,18 @@ def hr() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def docker() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs the docker CLI on this machine's engine (make bootstrap starts it); skips the test
+    when there is none."""
+    if shutil.which("docker") is None or _docker("info").returncode != 0:
+        pytest.skip("no Docker engine on this machine")
+    return _docker

@@ -12,11 +12,11 @@ import copy
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -781,33 +781,28 @@ def test_a_deploy_refuses_an_unreadable_config_it_would_merge_into(tmp_path: Pat
 # Docker's reads against this machine's engine (make bootstrap starts it and imports the image).
 
 
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+Docker = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def engine_container() -> Any:
+def engine_container(docker: Docker) -> Iterator[str]:
     """A container made (not started) on this machine's engine, removed afterwards."""
-    if shutil.which("docker") is None or _docker("info").returncode != 0:
-        pytest.skip("no Docker engine on this machine")
     if os.environ.get("DOCKER_HOST", "unix://" + wh.DOCKER_SOCKET) != "unix://" + wh.DOCKER_SOCKET:
         pytest.skip("the engine is not on the socket the healer reads")
     name = f"webstack-heal-unit-{os.getpid()}"
-    made = _docker(
+    made = docker(
         "create", "--name", name, "--label", "webstack.test=heal", "debian:bookworm-slim", "true"
     )
     assert made.returncode == 0, made.stderr
     yield name
-    _docker("rm", "--force", name)
+    docker("rm", "--force", name)
 
 
 def test_inspect_reads_what_docker_inspect_prints_through_the_engine_api(
-    engine_container: str,
+    engine_container: str, docker: Docker
 ) -> None:
     found = wh.Docker().inspect([engine_container, f"{engine_container}-missing"])
-    printed = json.loads(_docker("container", "inspect", engine_container).stdout)
+    printed = json.loads(docker("container", "inspect", engine_container).stdout)
     # The same document the CLI prints, by name; a name the engine does not know is left out.
     assert found == {engine_container: printed[0]}
     assert found[engine_container]["Config"]["Labels"]["webstack.test"] == "heal"

@@ -116,21 +116,13 @@ def _render_with_ansible(
         raise RenderError(result.stdout + result.stderr)
 
 
-def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 @pytest.fixture(scope="session")
-def haproxy_image() -> str:
+def haproxy_image(docker: Callable[..., subprocess.CompletedProcess[str]]) -> str:
     """The HAProxy image of the stack; built from the role's Dockerfile when missing."""
-    if shutil.which("docker") is None or _docker("info").returncode != 0:
-        pytest.skip("Docker is not available to run haproxy -c")
     for image in (HAPROXY_IMAGE, HAPROXY_TEST_IMAGE):
-        if _docker("image", "inspect", image).returncode == 0:
+        if docker("image", "inspect", image).returncode == 0:
             return image
-    build = _docker(
+    build = docker(
         "build",
         "-q",
         "-t",
@@ -140,8 +132,3 @@ def haproxy_image() -> str:
     )
     assert build.returncode == 0, build.stderr
     return HAPROXY_TEST_IMAGE
-
-
-@pytest.fixture
-def docker() -> Callable[..., subprocess.CompletedProcess[str]]:
-    return _docker
