@@ -1,0 +1,156 @@
+"""roles/release/lookup_plugins/release_source.py: the release tag of a source and its size.
+
+The tag decides whether a deploy builds and ships anything: two sources that differ must not
+share a tag, and the same files must give the same tag wherever they lie. Before this lookup,
+the tag left out every file whose absolute path held "/tests/": every service whose source lay
+under a directory named tests got one and the same tag, and a changed one was never shipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleLookupError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "roles" / "release" / "lookup_plugins"))
+
+import release_source  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def make_source(base: Path) -> Path:
+    source = base / "app"
+    (source / "webapp").mkdir(parents=True)
+    (source / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n")
+    (source / "webapp" / "main.py").write_text("print('hello')\n")
+    (source / "static").mkdir()
+    (source / "static" / "site.css").write_text("body { color: black }\n")
+    return source
+
+
+def tag(source: Path) -> str:
+    return str(release_source.LookupModule().run([str(source)])[0]["version"])
+
+
+def test_the_same_files_give_the_same_tag_wherever_they_lie(tmp_path: Path) -> None:
+    # The second copy lies under directories named tests and __pycache__: only what is under
+    # the source counts.
+    first = make_source(tmp_path / "one")
+    second = make_source(tmp_path / "tests" / "__pycache__")
+    assert len(tag(first)) == 12
+    assert tag(first) == tag(second)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda s: (s / "webapp" / "main.py").write_text("print('bye')\n"), id="content"
+        ),
+        pytest.param(
+            lambda s: (s / "static" / "site.css").rename(s / "static" / "other.css"), id="rename"
+        ),
+        pytest.param(lambda s: (s / "webapp" / "main.py").chmod(0o755), id="executable-bit"),
+        pytest.param(lambda s: (s / "empty.txt").write_text(""), id="new-empty-file"),
+        pytest.param(lambda s: (s / "link").symlink_to("webapp/main.py"), id="new-link"),
+        pytest.param(lambda s: (s / "static" / "site.css").unlink(), id="removed-file"),
+    ],
+)
+def test_any_change_to_the_release_gives_a_new_tag(tmp_path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    source = make_source(tmp_path)
+    before = tag(source)
+    change(source)
+    assert tag(source) != before
+
+
+def test_tests_and_caches_under_the_source_do_not_make_a_release(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    before = tag(source)
+    for directory in (
+        "tests",
+        "webapp/tests",
+        "__pycache__",
+        "webapp/__pycache__",
+        ".pytest_cache",
+    ):
+        (source / directory).mkdir(parents=True, exist_ok=True)
+        (source / directory / "thing.py").write_text("x = 1\n")
+    (source / "webapp" / "main.pyc").write_bytes(b"\0")
+    assert tag(source) == before
+
+
+def test_the_size_is_that_of_the_files_the_archive_holds(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    (source / "tests").mkdir()
+    (source / "tests" / "test_app.py").write_text("x" * 1000)
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "big.pyc").write_bytes(b"\0" * 5000)
+    (source / "link").symlink_to("webapp/main.py")
+    regular = [path for path in source.rglob("*") if path.is_file() and not path.is_symlink()]
+    expected = sum(path.stat().st_size for path in regular if "__pycache__" not in path.parts)
+    result = release_source.LookupModule().run([str(source)])[0]
+    assert result["bytes"] == expected
+    assert result["bytes"] >= 1000
+
+
+def test_a_source_that_is_no_directory_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(AnsibleLookupError, match="not a directory"):
+        release_source.LookupModule().run([str(tmp_path / "missing")])
+    with pytest.raises(AnsibleLookupError, match="one source directory"):
+        release_source.LookupModule().run([])
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The tests run as root, who reads any file: the refusal of the open is played here.
+    source = make_source(tmp_path)
+    real_open = open
+
+    def refusing_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("site.css"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    with pytest.raises(AnsibleLookupError, match=r"Permission denied: .*static/site\.css"):
+        tag(source)
+
+
+def test_the_role_derives_the_tag_through_ansible(tmp_path: Path) -> None:
+    """version.yml, as a play runs it: the role brings its lookup, and a version the service
+    sets is its tag."""
+    source = make_source(tmp_path / "tests")
+    playbook = tmp_path / "tag.yml"
+    show = "{{ __release_source.version }} {{ __release_source.bytes }}"
+    playbook.write_text(
+        f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {{name: release, tasks_from: version.yml}}
+      vars:
+        __release_svc: {{name: web, version: "", source: "{source}"}}
+    - ansible.builtin.debug: {{msg: "derived {show}"}}
+    - ansible.builtin.include_role: {{name: release, tasks_from: version.yml}}
+      vars:
+        __release_svc: {{name: web, version: v7, source: "{source}"}}
+    - ansible.builtin.debug: {{msg: "given {show}"}}
+"""
+    )
+    run = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles")),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    size = release_source.describe(str(source))["bytes"]
+    assert f"derived {tag(source)} {size}" in run.stdout, run.stdout[-3000:]
+    assert f"given v7 {size}" in run.stdout, run.stdout[-3000:]
