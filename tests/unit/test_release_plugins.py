@@ -1,4 +1,6 @@
-"""roles/release/lookup_plugins/release_source.py: the release tag of a source and its size.
+"""The release role's controller plugins: the release tag of a source and its size
+(lookup_plugins/release_source.py), and the build context put on the server for the build
+command (action_plugins/release_build.py).
 
 The tag decides whether a deploy builds and ships anything: two sources that differ must not
 share a tag, and the same files must give the same tag wherever they lie. Before this lookup,
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,82 @@ def test_the_role_derives_the_tag_through_ansible(tmp_path: Path) -> None:
     size = release_source.describe(str(source))["bytes"]
     assert f"derived {tag(source)} {size}" in run.stdout, run.stdout[-3000:]
     assert f"given v7 {size}" in run.stdout, run.stdout[-3000:]
+
+
+# roles/release/action_plugins/release_build.py: the build context, packed and put on the
+# server, and the command that reads it.
+sys.path.insert(0, str(ROOT / "roles" / "release" / "action_plugins"))
+
+import release_build  # noqa: E402
+
+ROLE_ACTIONS = ROOT / "roles" / "release" / "action_plugins"
+
+
+def test_the_archive_holds_the_source_as_tar_keeps_it(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    (source / "entrypoint.sh").write_text("#!/bin/sh\n")
+    (source / "entrypoint.sh").chmod(0o755)
+    (source / "link").symlink_to("webapp/main.py")
+    (source / "webapp" / "__pycache__").mkdir()
+    (source / "webapp" / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
+    (source / "tests").mkdir()
+    (source / "tests" / "test_app.py").write_text("x = 1\n")
+    archive = tmp_path / "context.tar.gz"
+    size = release_build.pack(str(source), str(archive))
+    assert size == archive.stat().st_size
+    with tarfile.open(archive) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+    names = {name for name in members if name != "."}
+    assert names == {
+        "./Dockerfile",
+        "./entrypoint.sh",
+        "./link",
+        "./static",
+        "./static/site.css",
+        "./tests",
+        "./tests/test_app.py",
+        "./webapp",
+        "./webapp/main.py",
+    }
+    assert members["./entrypoint.sh"].mode & 0o111
+    assert members["./link"].issym() and members["./link"].linkname == "webapp/main.py"
+
+
+def run_build_play(tmp_path: Path, source: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "build.yml"
+    playbook.write_text(
+        f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - release_build:
+        source: "{source}"
+        argv: {argv!r}
+      register: built
+      ignore_errors: true
+    - ansible.builtin.debug:
+        msg: "rc={{{{ built.rc }}}} failed={{{{ built.failed }}}} out={{{{ built.stdout_lines }}}}"
+"""
+    )
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        capture_output=True,
+        text=True,
+        # The role's plugin, as a play that uses the role finds it (deploy.yml's scenarios run it
+        # through the role).
+        env=dict(
+            os.environ, ANSIBLE_ACTION_PLUGINS=str(ROOT / "roles" / "release" / "action_plugins")
+        ),
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_the_command_reads_the_archive_and_its_exit_code_decides(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    run = run_build_play(tmp_path, source, ["sh", "-c", "tar -tzf - | grep -c site.css"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "rc=0 failed=False out=['1']" in run.stdout, run.stdout[-3000:]
+    run = run_build_play(tmp_path, source, ["sh", "-c", "cat > /dev/null; echo broken; exit 3"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "rc=3 failed=True out=['broken']" in run.stdout, run.stdout[-3000:]
