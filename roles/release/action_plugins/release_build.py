@@ -11,20 +11,32 @@ tasks to about 1.5 s.
 from __future__ import annotations
 
 import os
-import tarfile
 import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+
+# community.docker's copy of the Docker SDK's build context packing (a private module of the
+# collection the ansible package pins).
+from ansible_collections.community.docker.plugins.module_utils._api.utils.build import tar
 
 DOCUMENTATION = r"""
 action: release_build
 short_description: Run a command on the server with a controller directory as a tar.gz on its stdin
 options:
   source:
-    description: Directory on the controller; packed without its __pycache__ directories.
+    description: Directory on the controller, the build context.
     type: path
     required: true
+  exclude:
+    description:
+      - Patterns of files and directories to leave out of the archive, with the syntax and
+        meaning of .dockerignore (the release_source lookup's exclude).
+      - A build from an archive on standard input does not read the context's .dockerignore
+        itself, so it is applied here.
+    type: list
+    elements: str
+    default: []
   argv:
     description: The command to run on the server, with become; its stdin is the archive.
     type: list
@@ -39,19 +51,13 @@ stderr: {description: The command's error output., type: str}
 context_bytes: {description: Size of the archive put on the server., type: int}
 """
 
-# What tar --exclude=__pycache__ did: Python's caches are never part of a release.
-EXCLUDED_NAMES = frozenset({"__pycache__"})
 
-
-def pack(source: str, archive: str) -> int:
-    """Write source as a gzipped tar whose members are relative to it ('./...'); return its
-    size. Modes and symbolic links are kept, as tar keeps them."""
-
-    def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return None if EXCLUDED_NAMES.intersection(member.name.split("/")) else member
-
-    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        tar.add(source, arcname=".", filter=keep)
+def pack(source: str, exclude: list[str], archive: str) -> int:
+    """Write the build context of source as a gzipped tar, by Docker's rules for the exclude
+    patterns (.dockerignore's), as community.docker's docker_image packs a directory; return
+    its size. Modes and symbolic links are kept."""
+    with open(archive, "wb") as handle:
+        tar(os.path.abspath(source), exclude=list(exclude), fileobj=handle, gzip=True)
     return os.path.getsize(archive)
 
 
@@ -59,16 +65,19 @@ class ActionModule(ActionBase):
     # The temporary directory is made below, once the arguments are checked (the base class
     # would make one before run() for an action that transfers files).
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset({"source", "argv"})
+    _VALID_ARGS = frozenset({"source", "exclude", "argv"})
 
     def run(self, tmp=None, task_vars=None):  # type: ignore[no-untyped-def]
         result = super().run(tmp, task_vars)
         source = self._task.args.get("source")
         argv = self._task.args.get("argv")
+        exclude = self._task.args.get("exclude") or []
         if not isinstance(source, str) or not os.path.isdir(source):
             raise AnsibleActionFail(f"source must be a directory on the controller: {source!r}")
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
             raise AnsibleActionFail("argv must be a non-empty list of strings")
+        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+            raise AnsibleActionFail("exclude must be a list of .dockerignore patterns")
         if self._task.check_mode:
             result.update(skipped=True, msg="check mode: nothing built")
             return result
@@ -77,11 +86,9 @@ class ActionModule(ActionBase):
         os.close(handle)
         try:
             try:
-                size = pack(source, archive)
+                size = pack(source, exclude, archive)
             except OSError as error:
-                raise AnsibleActionFail(
-                    f"cannot pack the source {source!r}: {error.strerror}: {error.filename}"
-                ) from None
+                raise AnsibleActionFail(f"cannot pack the source {source!r}: {error}") from None
             remote_tmp = self._make_tmp_path()
             remote_archive = self._connection._shell.join_path(remote_tmp, "context.tar.gz")
             self._transfer_file(archive, remote_archive)

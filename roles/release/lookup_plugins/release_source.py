@@ -13,22 +13,34 @@ import stat
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
+# community.docker's copy of the Docker SDK's .dockerignore matching, the one its docker_image
+# module builds a context with (a private module of the collection the ansible package pins).
+from ansible_collections.community.docker.plugins.module_utils._api.utils.build import (
+    exclude_paths,
+)
+
 DOCUMENTATION = r"""
 name: release_source
 short_description: The release tag of a build context and its size
 description:
   - Walks the source directory on the controller and returns a digest of what makes the
-    release, and the bytes of the files the build context archive holds.
+    release, the bytes of the files the build context archive holds, and the patterns that
+    keep files out of that archive.
+  - The build context is what Docker would send for the directory, by its rules for the
+    source's C(.dockerignore), without C(__pycache__) directories.
   - The digest covers each file's path relative to the source, whether it is executable, and
     its content (a symbolic link's target); a renamed file or a new executable bit gives a new
     tag, the same files the same tag, wherever the source lies.
-  - Left out of the digest, at any depth under the source, are C(__pycache__),
-    C(.pytest_cache) and C(tests) directories and C(.pyc) files; the archive leaves out only
-    C(__pycache__), so only those count in its size.
+  - Left out of the digest, at any depth under the source, are C(.pytest_cache) and C(tests)
+    directories and C(.pyc) files, though the build context holds them.
 options:
   _terms:
     description: The source directory, one.
     required: true
+  digest:
+    description: False returns only the patterns (exclude), without reading the files.
+    type: bool
+    default: true
 """
 
 RETURN = r"""
@@ -43,13 +55,16 @@ _raw:
       description: sha256 of the source's listing, hexadecimal.
     bytes:
       description: Total size of the regular files the build context archive holds.
+    exclude:
+      description: The .dockerignore patterns and C(**/__pycache__), for release_build.
 """
 
-# Directories whose content never makes a release different, and files neither.
-IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", "tests"})
+# Directories whose content never makes a release different, and files neither (they are in
+# the build context all the same).
+IGNORED_DIRS = frozenset({".pytest_cache", "tests"})
 IGNORED_SUFFIXES = (".pyc",)
-# What tar --exclude=__pycache__ (build.yml) leaves out of the archive: not even walked.
-ARCHIVE_IGNORED_DIRS = frozenset({"__pycache__"})
+# Never in the build context, at any depth, on top of the source's .dockerignore.
+PYTHON_CACHES = "**/__pycache__"
 CHUNK = 1 << 20
 TAG_LENGTH = 12
 
@@ -62,51 +77,61 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def describe(source: str) -> dict[str, object]:
+def ignore_patterns(source: str) -> list[str]:
+    """The patterns that keep files out of the build context: the source's .dockerignore, read
+    as community.docker's docker_image reads it, and Python's caches (what tar
+    --exclude=__pycache__ did before)."""
+    try:
+        with open(os.path.join(source, ".dockerignore"), encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle.read().splitlines()]
+    except FileNotFoundError:
+        lines = []
+    return [line for line in lines if line and not line.startswith("#")] + [PYTHON_CACHES]
+
+
+def context_paths(source: str, patterns: list[str]) -> list[str]:
+    """The paths under source (relative, files and directories) that the build context holds,
+    by Docker's own rules for .dockerignore (community.docker's copy of the Docker SDK's)."""
+    return sorted(exclude_paths(os.path.abspath(source), list(patterns)))
+
+
+def describe(source: str, digest: bool = True) -> dict[str, object]:
     """The digest and archive size of the directory source (see DOCUMENTATION)."""
     if not os.path.isdir(source):
         raise AnsibleLookupError(f"the source {source!r} is not a directory on the controller")
-    lines: list[str] = []
-    size = 0
-
-    def fail(error: OSError) -> None:
-        raise error
-
     try:
-        for top, dirs, files in os.walk(source, onerror=fail):
-            relative_top = os.path.relpath(top, source)
-            parts = [] if relative_top == "." else relative_top.split(os.sep)
-            in_digest = not IGNORED_DIRS.intersection(parts)
-            # os.walk lists a symbolic link to a directory among dirs and does not follow it:
-            # tar keeps it as a link, and so does the digest.
-            links = [name for name in dirs if os.path.islink(os.path.join(top, name))]
-            dirs[:] = sorted(
-                name for name in dirs if name not in links and name not in ARCHIVE_IGNORED_DIRS
-            )
-            for name in sorted(files + links):
-                path = os.path.join(top, name)
-                relative = "/".join([*parts, name])
-                info = os.lstat(path)
-                if stat.S_ISREG(info.st_mode):
-                    size += info.st_size
-                if not in_digest or name.endswith(IGNORED_SUFFIXES):
-                    continue
-                if stat.S_ISLNK(info.st_mode):
-                    lines.append(f"{relative}\0link\0{os.readlink(path)}")
-                elif stat.S_ISREG(info.st_mode):
-                    mode = "x" if info.st_mode & 0o111 else "-"
-                    lines.append(f"{relative}\0{mode}\0{_file_digest(path)}")
+        patterns = ignore_patterns(source)
+        if not digest:
+            return {"exclude": patterns}
+        lines: list[str] = []
+        size = 0
+        for relative in context_paths(source, patterns):
+            path = os.path.join(source, relative)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                size += info.st_size
+            parts = relative.split("/")
+            if IGNORED_DIRS.intersection(parts[:-1]) or relative.endswith(IGNORED_SUFFIXES):
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                lines.append(f"{relative}\0link\0{os.readlink(path)}")
+            elif stat.S_ISREG(info.st_mode):
+                mode = "x" if info.st_mode & 0o111 else "-"
+                lines.append(f"{relative}\0{mode}\0{_file_digest(path)}")
     except OSError as error:
         raise AnsibleLookupError(
             f"cannot read the source {source!r}: {error.strerror}: {error.filename}"
         ) from None
     listing = "\n".join(sorted(lines)).encode("utf-8", "surrogateescape")
-    digest = hashlib.sha256(listing).hexdigest()
-    return {"version": digest[:TAG_LENGTH], "digest": digest, "bytes": size}
+    sha = hashlib.sha256(listing).hexdigest()
+    return {"version": sha[:TAG_LENGTH], "digest": sha, "bytes": size, "exclude": patterns}
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):  # type: ignore[no-untyped-def]
         if len(terms) != 1 or not isinstance(terms[0], str) or not terms[0]:
             raise AnsibleLookupError("release_source takes one source directory")
-        return [describe(terms[0])]
+        digest = kwargs.pop("digest", True)
+        if kwargs or not isinstance(digest, bool):
+            raise AnsibleLookupError("release_source takes one option, digest (true or false)")
+        return [describe(terms[0], digest)]
