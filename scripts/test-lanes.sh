@@ -7,18 +7,15 @@
 # swarm' 'release' 'anyapp default') lost: each scenario took 1.5 to 2 times as long as beside
 # one other lane (anyapp's tests 611 s against 361 s, swarm's converge 254 s against 129 s),
 # and at 1140 s, when it was stopped, default (346 s alone) was still in the converge it began
-# at 923 s, where two lanes had finished in 1288 s. make test keeps two. A third lane runs the
-# linters, then the refusal tests (each a playbook run that must stop before any change): it
-# ends within three minutes, while the other two provision their first servers, and no load
-# test runs beside it. The refusals ran in lane a's unit step before; lane a then ended about
-# 80 s after lane b (1306 s against 1227 s at 25a653b), one lane alone on the machine. Each
-# lane has its own server names and loopback ports, so lanes never touch each other's
-# containers.
+# at 923 s, where two lanes had finished in 1288 s. make test keeps two. A third lane runs only the
+# linters: it ends within a minute, while the other two provision their first servers, and
+# no load test runs beside it. Each lane has its own server names and loopback ports, so
+# lanes never touch each other's containers.
 #
-#   scripts/test-lanes.sh 'unit anyapp swarm' 'release default' 'lint refusals'   (make test)
+#   scripts/test-lanes.sh 'unit anyapp swarm' 'release default' 'lint'   (make test)
 #
-# A lane is a list of steps: `unit` (pytest, without the refusal tests), `refusals` (those:
-# tests/test_*refusals.py), `lint` (the linters, make checks) or a molecule scenario's name. A lane stops at its first failing step; the others go on, so one run shows
+# A lane is a list of steps: `unit` (pytest), `lint` (the linters, make checks) or a molecule
+# scenario's name. A lane stops at its first failing step; the others go on, so one run shows
 # every failing lane. Each line of output is prefixed with its lane and the seconds since the
 # run began; the end prints every step's result and duration.
 set -uo pipefail
@@ -26,8 +23,6 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/.venv/bin}
 export PATH=$BIN:$PATH
 results=$(mktemp -d)
-# The tests that run a playbook each, to see it refuse bad input before any change.
-refusals=(tests/test_refusals.py tests/test_swarm_refusals.py)
 start=$(date +%s)
 trap 'rm -rf "$results"' EXIT
 
@@ -37,9 +32,7 @@ lane() {
   for step in "$@"; do
     start=$(date +%s)
     if [[ $step == unit ]]; then
-      "$BIN/pytest" -q --durations=15 app/tests tests "${refusals[@]/#/--ignore=}"
-    elif [[ $step == refusals ]]; then
-      "$BIN/pytest" -q --durations=5 "${refusals[@]}"
+      "$BIN/pytest" -q --durations=15 app/tests tests
     elif [[ $step == lint ]]; then
       make --no-print-directory checks BIN="$BIN"
     else
