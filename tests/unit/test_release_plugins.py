@@ -233,6 +233,11 @@ def test_the_dockerignore_of_the_source_keeps_files_out_of_the_image_and_the_tag
     }
     files = [source / name for name in names if (source / name).is_file()]
     assert described["bytes"] == sum(path.stat().st_size for path in files)
+    # What build.yml reads for the build itself, without the files' content: the same.
+    assert release_source.describe(str(source), digest=False) == {
+        "bytes": described["bytes"],
+        "exclude": described["exclude"],
+    }
 
 
 def run_build_play(tmp_path: Path, source: Path, argv: list[str]) -> subprocess.CompletedProcess:

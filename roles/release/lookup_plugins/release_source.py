@@ -38,7 +38,7 @@ options:
     description: The source directory, one.
     required: true
   digest:
-    description: False returns only the patterns (exclude), without reading the files.
+    description: False returns only bytes and exclude, without reading the files' content.
     type: bool
     default: true
 """
@@ -50,7 +50,7 @@ _raw:
   elements: dict
   contains:
     version:
-      description: The release tag, the digest's first 12 characters.
+      description: The release tag, the digest's first 12 characters (not with digest false).
     digest:
       description: sha256 of the source's listing, hexadecimal.
     bytes:
@@ -101,8 +101,6 @@ def describe(source: str, digest: bool = True) -> dict[str, object]:
         raise AnsibleLookupError(f"the source {source!r} is not a directory on the controller")
     try:
         patterns = ignore_patterns(source)
-        if not digest:
-            return {"exclude": patterns}
         lines: list[str] = []
         size = 0
         for relative in context_paths(source, patterns):
@@ -110,6 +108,8 @@ def describe(source: str, digest: bool = True) -> dict[str, object]:
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode):
                 size += info.st_size
+            if not digest:
+                continue
             parts = relative.split("/")
             if IGNORED_DIRS.intersection(parts[:-1]) or relative.endswith(IGNORED_SUFFIXES):
                 continue
@@ -122,6 +122,8 @@ def describe(source: str, digest: bool = True) -> dict[str, object]:
         raise AnsibleLookupError(
             f"cannot read the source {source!r}: {error.strerror}: {error.filename}"
         ) from None
+    if not digest:
+        return {"bytes": size, "exclude": patterns}
     listing = "\n".join(sorted(lines)).encode("utf-8", "surrogateescape")
     sha = hashlib.sha256(listing).hexdigest()
     return {"version": sha[:TAG_LENGTH], "digest": sha, "bytes": size, "exclude": patterns}
