@@ -108,6 +108,11 @@ def test_a_source_that_is_no_directory_is_refused_by_name(tmp_path: Path) -> Non
         release_source.LookupModule().run([str(tmp_path / "missing")])
     with pytest.raises(AnsibleLookupError, match="one source directory"):
         release_source.LookupModule().run([])
+    # Its one option: a misspelt or mistyped one is named, not ignored.
+    source = make_source(tmp_path)
+    for options in ({"digets": False}, {"digest": "no"}):
+        with pytest.raises(AnsibleLookupError, match=r"one option, digest \(true or false\)"):
+            release_source.LookupModule().run([str(source)], **options)
 
 
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
