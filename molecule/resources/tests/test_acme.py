@@ -184,5 +184,7 @@ def test_a_failed_challenge_names_the_domain_and_keeps_the_served_certificate(ho
     # safety net it left starts it (after healer_pause_max_minutes; here at once).
     assert not host.service("webstack-heal.timer").is_running
     assert host.run("systemctl is-active webstack-heal-resume.timer").stdout.strip() == "active"
-    assert host.run("systemctl start webstack-heal-resume.service").rc == 0
+    # systemd-run's service is Type=simple: a plain start returns before its command has run
+    # (this check once failed so); --wait returns when it has ended.
+    assert host.run("systemctl start --wait webstack-heal-resume.service").rc == 0
     assert host.service("webstack-heal.timer").is_running
