@@ -419,6 +419,31 @@ def test_a_failing_before_switch_refuses_the_release_with_nothing_switched(host,
     assert fetch("/").text == FIRST + "\n"
     assert history(host, "web")[-1]["result"] == "refused"
     assert no_step_container_left(host)
+    # A step that hangs (a migration waiting on a lock) is stopped at its timeout: refused the
+    # same way, with what it printed, and its container does not outlive the refusal.
+    hanging = ["python3", "-u", "-c", "import time; print('waiting for a lock'); time.sleep(600)"]
+    started = time.monotonic()
+    code, output = finish(
+        ship(
+            tmp_path,
+            "web",
+            web={
+                "source": str(source),
+                "before_switch": hanging,
+                "before_switch_timeout_seconds": 3,
+            },
+        )
+    )
+    assert code != 0, output[-4000:]
+    assert time.monotonic() - started < 120, "the step ran past its timeout"
+    message = " ".join(output.split("fatal:", 1)[-1].split())
+    assert "(exit -1," in message and "waiting for a lock" in message, message[:3000]
+    assert "overran before_switch_timeout_seconds, 3 s" in message, message[:3000]
+    assert "nothing was switched" in message, message[:3000]
+    assert all_container_ids(host) == before
+    assert fetch("/").text == FIRST + "\n"
+    assert history(host, "web")[-1]["result"] == "refused"
+    assert no_step_container_left(host)
 
 
 def test_a_succeeding_before_switch_runs_exactly_once_then_the_release_ships(
@@ -616,6 +641,7 @@ def test_each_service_has_its_history_and_each_web_service_its_haproxy_backend(h
             ("provision", "success"),
             ("deploy", "success"),
             ("rollback", "success"),
+            ("deploy", "refused"),
             ("deploy", "refused"),
             ("deploy", "success"),
         ],
