@@ -73,7 +73,7 @@ def inventory(directory: Path) -> Path:
                 "web": {
                     "hosts": {
                         SERVER: {
-                            "ansible_connection": "community.docker.docker",
+                            "ansible_connection": "docker",
                             "ansible_python_interpreter": "/usr/bin/python3",
                             "docker_preload_images": [str(image)],
                             "app_replicas": REPLICAS,

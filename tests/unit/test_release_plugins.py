@@ -152,7 +152,12 @@ def test_the_role_derives_the_tag_through_ansible(tmp_path: Path) -> None:
 """
     )
     run = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        [
+            *(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)),
+            # As Ansible's implicit localhost: the controller's Python (interpreter discovery
+            # may find a pyenv shim on PATH, which Mitogen's local connection cannot start).
+            *("-e", f"ansible_python_interpreter={sys.executable}"),
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles")),
@@ -263,7 +268,12 @@ def run_build_play(tmp_path: Path, source: Path, argv: list[str]) -> subprocess.
 """
     )
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        [
+            *(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)),
+            # As Ansible's implicit localhost: the controller's Python (interpreter discovery
+            # may find a pyenv shim on PATH, which Mitogen's local connection cannot start).
+            *("-e", f"ansible_python_interpreter={sys.executable}"),
+        ],
         capture_output=True,
         text=True,
         # The role's plugin, as a play that uses the role finds it (deploy.yml's scenarios run it
